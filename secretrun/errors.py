@@ -1,0 +1,167 @@
+"""Errors, problems and the exit codes they map to.
+
+Every failure secretrun reports is either one ``SecretrunError`` or a
+``ProblemReport`` carrying many ``Problem`` records, so that a user sees every
+missing variable at once instead of fixing them one run at a time.
+
+    SecretrunError (exit_code)
+    ├── UsageError            2    bad command line
+    ├── ProblemReport         78 / 77 / 69 / 65 / 1, from its problems (see ``Kind``)
+    │   ├── ManifestError     the manifest itself is wrong; nothing was fetched
+    │   └── ResolutionError   fetching or validating values failed
+    └── CommandError          126 / 127, the command cannot be executed
+
+Store-side failures are ``ProviderError`` subclasses (``NotFound``, ``Denied``,
+``Unavailable``, ``InvalidSecret``, ``ProviderConfigError``). Providers raise them,
+the resolver keeps them as data and turns them into problems naming the variable.
+
+Nothing in this module ever holds a secret value: a ``Problem`` has names,
+references and a message, and messages are written by code that never formats
+a value into them.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar, Iterable, NamedTuple, Optional
+
+
+class Kind(enum.IntEnum):
+    """What went wrong, as its exit code (SPEC §4)."""
+
+    MISSING = 1        # a secret or key does not exist, or another failure
+    INVALID = 65       # a value failed validation
+    UNAVAILABLE = 69   # a store could not be reached after the retries
+    DENIED = 77        # a store refused access
+    MANIFEST = 78      # the manifest is invalid
+
+
+# When several problems are reported together, the exit code is the first kind
+# of this list present: configuration before infrastructure before content, so
+# a script can tell "fix the manifest" from "the store is down" from "a value".
+_PRECEDENCE = (Kind.MANIFEST, Kind.DENIED, Kind.UNAVAILABLE, Kind.MISSING, Kind.INVALID)
+
+
+class Problem(NamedTuple):
+    """One thing that is wrong, with where it is; never a value."""
+
+    kind: Kind
+    message: str
+    variable: Optional[str] = None
+    provider: Optional[str] = None
+    reference: Optional[str] = None
+    location: Optional[str] = None   # a file, with line/column when known
+
+    def __str__(self) -> str:
+        where = []
+        if self.location:
+            where.append(self.location)
+        if self.variable:
+            where.append(self.variable)
+        head = ": ".join(where)
+        tail = []
+        if self.reference:
+            tail.append(f"reference {self.reference}")
+        if self.provider and (not self.reference or not self.reference.startswith("${" + self.provider + ":")):
+            tail.append(f"provider {self.provider!r}")
+        text = f"{head}: {self.message}" if head else self.message
+        return f"{text} ({', '.join(tail)})" if tail else text
+
+
+class SecretrunError(Exception):
+    """Base of every error secretrun reports to its user."""
+
+    exit_code: ClassVar[int] = 1
+
+    @property
+    def code(self) -> int:
+        return self.exit_code
+
+
+class UsageError(SecretrunError):
+    exit_code = 2
+
+
+class CommandError(SecretrunError):
+    """The command could not be executed: 127 not found, 126 not executable."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self._code = exit_code
+
+    @property
+    def code(self) -> int:
+        return self._code
+
+
+class ProblemReport(SecretrunError):
+    """Many problems found together; the exit code follows ``_PRECEDENCE``."""
+
+    title: ClassVar[str] = "secretrun failed"
+
+    def __init__(self, problems: Iterable[Problem], title: Optional[str] = None) -> None:
+        self.problems = tuple(problems)
+        if title:
+            self.title = title
+        super().__init__(self.render())
+
+    @property
+    def code(self) -> int:
+        kinds = {p.kind for p in self.problems}
+        for kind in _PRECEDENCE:
+            if kind in kinds:
+                return int(kind)
+        return 1
+
+    def render(self) -> str:
+        count = len(self.problems)
+        lines = [f"{self.title} ({count} problem{'s' if count != 1 else ''}):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class ManifestError(ProblemReport):
+    title = "invalid manifest"
+
+
+class ResolutionError(ProblemReport):
+    title = "could not resolve the environment"
+
+
+# --- store-side errors, raised by providers and kept as data by the resolver ---
+
+
+class ProviderError(Exception):
+    """A store refused or failed one request. The message names what was asked
+    (path, field, store address), never a value."""
+
+    kind: ClassVar[Kind] = Kind.MISSING
+    retryable: ClassVar[bool] = False
+
+
+class NotFound(ProviderError):
+    kind = Kind.MISSING
+
+
+class Denied(ProviderError):
+    kind = Kind.DENIED
+
+
+class Unavailable(ProviderError):
+    """Transient: connection refused, timeout, 5xx, throttling, sealed."""
+
+    kind = Kind.UNAVAILABLE
+    retryable = True
+
+
+class InvalidSecret(ProviderError):
+    """The secret exists but cannot be used as asked (not JSON for ``#key``,
+    binary where text is needed, a disabled version...)."""
+
+    kind = Kind.MISSING
+
+
+class ProviderConfigError(ProviderError):
+    """A provider's own options are wrong, or its SDK is not installed."""
+
+    kind = Kind.MANIFEST

@@ -1,0 +1,282 @@
+"""The provider interface: one required verb, ``fetch``.
+
+A provider is one configured store instance (``[providers.NAME]``). The
+resolver owns concurrency, retries and dedupe; a provider only answers
+requests and translates its SDK's errors, in one place inside its module, into
+``NotFound`` / ``Denied`` / ``Unavailable`` / ``InvalidSecret`` /
+``ProviderConfigError`` (``secretrun.errors``). SDK exception types never
+escape a provider, and no message holds a value.
+
+Optional verbs, each with a default here:
+
+- ``fetch_batch(sids)``: fetch several secrets in one call (AWS
+  ``BatchGetSecretValue``, SSM ``GetParameters``). Used when ``batch_size > 1``;
+  the resolver chunks to ``batch_size`` and runs chunks in parallel.
+- ``probe(sid)``: a cheap version token for the supervisor's polling
+  (Vault KV v2 ``current_version``, AWS ``DescribeSecret`` stages). ``None``
+  means "no cheap probe: refetch and compare".
+- ``renew(lease)`` / ``revoke(lease)`` / ``keepalive()``: leased secrets and
+  login tokens, for the supervisor.
+- ``consumed_env()``: names of environment variables the provider read for
+  its own login (``VAULT_TOKEN``...), removed from the child's environment
+  unless the manifest sets them.
+- ``write(sid, value)``: store a new version (``secretrun push``/``rotate``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+
+# Records are NamedTuples, not dataclasses: ``dataclasses`` imports
+# ``inspect``, which costs ~10 ms of every container start (see bench/).
+from ..errors import InvalidSecret, NotFound, ProviderConfigError, ProviderError
+
+
+class SecretId(NamedTuple):
+    """What one fetch asks for; the resolver's dedupe key.
+
+    ``tree`` marks an ``[[import]]`` fetch, which asks for every key under the
+    path (a whole KV map, a JSON object, an SSM path, a directory) rather than
+    one value.
+    """
+
+    provider: str
+    path: str
+    version: Optional[str] = None
+    tree: bool = False
+
+    def __str__(self) -> str:
+        text = f"${{{self.provider}:{self.path}"
+        if self.version is not None:
+            text += f"?version={self.version}"
+        return text + "}"
+
+
+class Lease(NamedTuple):
+    """A leased secret (Vault dynamic credentials): renewable until max TTL."""
+
+    id: str
+    duration: float            # seconds from when it was issued or renewed
+    renewable: bool = False
+
+
+Value = Union[str, bytes, Mapping[str, Any]]
+
+
+class Secret(NamedTuple):
+    """A fetched secret. ``value`` is text, bytes, or a mapping (a KV map, a
+    parsed JSON object); its repr never shows it."""
+
+    value: Value
+    version: Optional[str] = None
+    lease: Optional[Lease] = None
+
+    def __repr__(self) -> str:
+        return f"Secret(value=*****, version={self.version!r})"
+
+
+class ProviderContext(NamedTuple):
+    """What a provider is built with, besides its own options.
+
+    ``environ`` is secretrun's own environment (read defaults such as
+    ``VAULT_ADDR`` from here, never from ``os.environ`` directly, so tests and
+    the Python API can pass their own). ``base_dir`` is the manifest's
+    directory, against which relative paths resolve. ``timeout`` bounds every
+    network call, in seconds.
+    """
+
+    name: str
+    type: str
+    environ: Mapping[str, str] = {}
+    base_dir: str = "."
+    timeout: float = 10.0
+
+    def path(self, value: str) -> str:
+        """A path option, with ``~`` expanded and relative to the manifest."""
+        return os.path.join(self.base_dir, os.path.expanduser(value))
+
+
+class Provider:
+    """Base class of every provider. Subclasses set ``type_name``, implement
+    ``from_config`` and ``fetch``, and override the optional verbs they offer.
+
+    Instances are used from several threads at once: ``fetch`` must be safe to
+    call concurrently (SDK clients for boto3, hvac/requests sessions and gRPC
+    channels are).
+    """
+
+    type_name: ClassVar[str] = ""
+    #: A store with no network round trip (env, dotenv, file): resolved inline,
+    #: without starting a thread pool.
+    local: ClassVar[bool] = False
+    #: Most secrets ``fetch_batch`` takes in one call; 1 means no batch verb.
+    batch_size: ClassVar[int] = 1
+    #: Most requests in flight to this store at once.
+    max_concurrency: ClassVar[int] = 16
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+    @classmethod
+    def from_config(cls, ctx: ProviderContext, options: Mapping[str, Any]) -> "Provider":
+        raise NotImplementedError
+
+    def fetch(self, sid: SecretId) -> Secret:
+        raise NotImplementedError
+
+    def fetch_batch(self, sids: Tuple[SecretId, ...]) -> Mapping[SecretId, Union[Secret, ProviderError]]:
+        out: Dict[SecretId, Union[Secret, ProviderError]] = {}
+        for sid in sids:
+            try:
+                out[sid] = self.fetch(sid)
+            except ProviderError as exc:
+                out[sid] = exc
+        return out
+
+    def probe(self, sid: SecretId) -> Optional[str]:
+        return None
+
+    def renew(self, lease: Lease) -> Optional[Lease]:
+        return None
+
+    def revoke(self, lease: Lease) -> None:
+        return None
+
+    def keepalive(self) -> None:
+        return None
+
+    def consumed_env(self) -> Tuple[str, ...]:
+        return ()
+
+    def write(self, sid: SecretId, value: Value) -> Optional[str]:
+        raise ProviderConfigError(f"provider type {self.type_name!r} cannot store secrets")
+
+    def close(self) -> None:
+        return None
+
+    def describe(self) -> str:
+        """Where this store is, for error messages (an address, a file)."""
+        return self.type_name
+
+
+class OptionReader:
+    """Typed access to a provider's options that collects every problem.
+
+    ``opts.str("address")``... then ``opts.done()``, which raises one
+    ``ProviderConfigError`` naming every bad or unknown key.
+    """
+
+    def __init__(self, ctx: ProviderContext, options: Mapping[str, Any]) -> None:
+        self.ctx = ctx
+        self.options = dict(options)
+        self.options.pop("type", None)
+        self.seen = {"type"}
+        self.errors: list[str] = []
+
+    def _get(self, key: str, kinds: Tuple[type, ...], kind_name: str, default: Any) -> Any:
+        self.seen.add(key)
+        if key not in self.options:
+            return default
+        value = self.options[key]
+        if isinstance(value, bool) and bool not in kinds:
+            self.errors.append(f"'{key}' must be {kind_name}")
+            return default
+        if not isinstance(value, kinds):
+            self.errors.append(f"'{key}' must be {kind_name}")
+            return default
+        return value
+
+    def str(self, key: str, default: Optional[str] = None) -> Optional[str]:  # noqa: A003
+        return self._get(key, (str,), "a string", default)
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        return self._get(key, (bool,), "true or false", default)
+
+    def number(self, key: str, default: Optional[float] = None) -> Optional[float]:
+        return self._get(key, (int, float), "a number", default)
+
+    def table(self, key: str, default: Optional[Mapping[str, Any]] = None) -> Optional[Mapping[str, Any]]:
+        return self._get(key, (dict,), "a table", default)
+
+    def list(self, key: str, default: Optional[list] = None) -> Optional[list]:  # noqa: A003
+        return self._get(key, (list,), "a list", default)
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.options) - self.seen)
+        for key in unknown:
+            self.errors.append(f"unknown option '{key}'")
+        if self.errors:
+            raise ProviderConfigError(
+                f"provider '{self.ctx.name}' (type {self.ctx.type}): " + "; ".join(self.errors))
+
+
+# --- structured values --------------------------------------------------------
+
+
+def as_mapping(value: Value, what: str) -> Mapping[str, Any]:
+    """A secret's value as a mapping: a mapping as is, text parsed as a JSON
+    object. ``what`` names the secret in the error (never the value)."""
+    import json
+
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidSecret(f"{what} is binary, not a JSON object") from None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        # ``from None``: the JSON error's message quotes the document.
+        raise InvalidSecret(f"{what} is not JSON, so it has no fields") from None
+    if not isinstance(parsed, dict):
+        raise InvalidSecret(f"{what} is JSON but not an object, so it has no fields")
+    return parsed
+
+
+def select_field(value: Value, field_path: str, what: str) -> Any:
+    """Walk ``a.b`` into a structured value. A key holding a literal dot is
+    found first, so ``#tls.crt`` works on a map with a ``tls.crt`` key."""
+    node: Any = as_mapping(value, what)
+    if field_path in node:
+        return node[field_path]
+    walked = []
+    for part in field_path.split("."):
+        if not isinstance(node, Mapping):
+            raise InvalidSecret(f"{what}: field '{'.'.join(walked)}' is not an object, so it has no '{part}'")
+        if part not in node:
+            missing = ".".join(walked + [part])
+            raise NotFound(f"{what} has no field '{missing}'")
+        node = node[part]
+        walked.append(part)
+    return node
+
+
+def render(value: Any) -> Union[str, bytes]:
+    """How a value becomes an environment string.
+
+    Text as is, bytes as is (the caller decides whether bytes are allowed),
+    ``true``/``false`` and numbers as their JSON text, ``null`` as the empty
+    string, objects and arrays as compact JSON.
+    """
+    import json
+
+    if isinstance(value, (str, bytes)):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=False, default=str)
+

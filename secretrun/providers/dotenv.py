@@ -1,0 +1,83 @@
+"""``dotenv``: one ``.env`` file, parsed by python-dotenv (quotes, multi-line
+values, ``export`` prefixes). ``${local:NAME}`` reads NAME; ``[[import]]``
+with path ``*`` takes every variable of the file.
+
+Interpolation (``${OTHER}`` inside the file) is off: a dotenv value is data,
+and expanding it against secretrun's environment would make the value depend
+on where it runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Mapping, Optional
+
+from ..errors import InvalidSecret, NotFound, ProviderConfigError
+from .base import OptionReader, Provider, ProviderContext, Secret, SecretId
+
+
+def read_dotenv(path, what: str) -> Dict[str, Optional[str]]:
+    """Parse a dotenv file, refusing unreadable files and lines python-dotenv
+    cannot parse (it would only warn, and drop them)."""
+    from dotenv.parser import parse_stream
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            bindings = list(parse_stream(stream))
+    except FileNotFoundError:
+        raise NotFound(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ProviderConfigError(f"{what} {path} is a directory, not a file") from None
+    except PermissionError:
+        raise ProviderConfigError(f"{what} {path} is not readable (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidSecret(f"{what} {path} is not valid UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise ProviderConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    bad = [str(b.original.line) for b in bindings if b.error]
+    if bad:
+        raise InvalidSecret(f"{what} {path}: cannot parse line {', '.join(bad)}")
+    return {b.key: b.value for b in bindings if b.key is not None}
+
+
+class DotenvProvider(Provider):
+    type_name = "dotenv"
+    local = True
+
+    def __init__(self, ctx: ProviderContext, path) -> None:
+        super().__init__(ctx)
+        self.path = path
+        self._values: Optional[Dict[str, Optional[str]]] = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, ctx: ProviderContext, options: Mapping[str, Any]) -> "DotenvProvider":
+        opts = OptionReader(ctx, options)
+        path = opts.str("path", ".env") or ".env"
+        opts.done()
+        return cls(ctx, ctx.path(path))
+
+    def _load(self) -> Dict[str, Optional[str]]:
+        # Read once per resolution: every variable of one run sees one file.
+        with self._lock:
+            if self._values is None:
+                self._values = read_dotenv(self.path, "dotenv file")
+            return self._values
+
+    def fetch(self, sid: SecretId) -> Secret:
+        values = self._load()
+        if sid.tree:
+            return Secret({k: v or "" for k, v in values.items()})
+        if sid.path not in values:
+            raise NotFound(f"{sid.path} is not set in {self.path}")
+        return Secret(values[sid.path] or "")
+
+    def probe(self, sid: SecretId) -> Optional[str]:
+        # A re-read on every poll: the file is local, and rereading is how
+        # a change is seen.
+        with self._lock:
+            self._values = None
+        return None
+
+    def describe(self) -> str:
+        return str(self.path)
