@@ -77,7 +77,9 @@ def secretrun(tmp_path):
         argv = [sys.executable, "-m", "secretrun", *args]
         if child:
             argv += ["--", *DUMP_ENV, str(env_file)]
-        full_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+        # PYTHONPATH: the checkout under test, whatever is installed.
+        full_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
+                    "PYTHONPATH": str(ROOT)}
         full_env.update(env or {})
         proc = subprocess.run(argv, cwd=cwd or tmp_path, env=full_env, capture_output=True,
                               text=True, input=input, timeout=timeout)
