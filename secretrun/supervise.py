@@ -50,6 +50,7 @@ from typing import Any, Callable, Optional, Sequence
 from . import child
 from .errors import CommandError
 from .mask import Plumbing
+from .notify import Notifier
 from .watch import Decision, Poller
 
 EXIT_ON_CHANGE = 75
@@ -126,7 +127,8 @@ class Supervisor:
                  clock: Callable[[], float] = time.monotonic,
                  wallclock: Callable[[], float] = time.time,
                  rand: Callable[[], float] = random.random,
-                 spawn=child.spawn, write_files=None) -> None:
+                 spawn=child.spawn, write_files=None, notifier: Optional[Notifier] = None,
+                 subreaper: bool = True) -> None:
         if not argv:
             raise CommandError("no command given after --", 127)
         self.session = session
@@ -146,6 +148,11 @@ class Supervisor:
         self.kill_timeout = float(self.settings.kill_timeout)
         self.splay = float(self.settings.splay or 0)
         self.watching = bool(getattr(self.settings, "watch", True))
+        # systemd: secretrun is the unit's main process and speaks for the
+        # command (READY, RELOADING around restarts, STOPPING, WATCHDOG).
+        self.notifier = notifier or Notifier(os.environ)
+        self.next_watchdog: Optional[float] = None
+        self.subreaper = subreaper
 
         self.pid: Optional[int] = None
         self.state = "new"           # running | splay | stopping | done
@@ -190,7 +197,7 @@ class Supervisor:
 
         if child.is_pid1():
             self.log.debug("running as PID 1: orphaned processes are reaped here")
-        elif child.become_subreaper():
+        elif self.subreaper and child.become_subreaper():
             self.log.debug("subreaper: orphaned descendants are reaped here")
         self.reaper = child.Reaper(clock=self.clock)
 
@@ -204,6 +211,8 @@ class Supervisor:
         self.poller = Poller(self.settings, self.rendered, log=self.log, clock=self.clock,
                              wallclock=self.wallclock, rand=self.rand)
         self._update_expiry()
+        if self.notifier.watchdog_interval:
+            self.next_watchdog = self.clock()
 
     def _teardown(self) -> None:
         if self.pid is not None:
@@ -243,7 +252,7 @@ class Supervisor:
         deadlines = [now + _MAX_WAIT]
         if self.state == "running" and self.watching and self._poll_thread is None:
             deadlines.append(self.poller.next_deadline())
-        for t in (self.kill_at, self.splay_until, self.plumbing.next_deadline()):
+        for t in (self.kill_at, self.splay_until, self.plumbing.next_deadline(), self.next_watchdog):
             if t is not None:
                 deadlines.append(t)
         if self.killed_at is not None:
@@ -270,6 +279,9 @@ class Supervisor:
 
     def _timers(self, now: float) -> None:
         self.plumbing.on_timer(now)
+        if self.next_watchdog is not None and now >= self.next_watchdog:
+            self.notifier.watchdog()
+            self.next_watchdog = now + self.notifier.watchdog_interval
         if self.kill_at is not None and now >= self.kill_at and self.pid is not None:
             self._kill()
         if self.killed_at is not None and now >= self.killed_at + _KILL_GRACE:
@@ -293,7 +305,7 @@ class Supervisor:
         self._write_files(rendered.files)
         actions = self.plumbing.prepare()
         try:
-            pid = self._spawn(self.argv, rendered.env, new_session=self.plumbing.new_session,
+            pid = self._spawn(self.argv, self._child_env(rendered), new_session=self.plumbing.new_session,
                               file_actions=actions)
         except CommandError:
             self.plumbing.child_gone()
@@ -311,7 +323,17 @@ class Supervisor:
             self.restarts += 1
             self.last_restart_reason = reason
             self.log.info(f"restarted the command: {reason}", pid=pid)
+        self.notifier.ready(status=f"running {os.path.basename(self.argv[0])} (pid {pid})")
         self._write_status()
+
+    def _child_env(self, rendered) -> dict:
+        env = dict(rendered.env)
+        if self.notifier.enabled:
+            # We notify for the command; two senders would disagree.
+            for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+                if env.get(name) == os.environ.get(name):
+                    env.pop(name, None)
+        return env
 
     def _reap(self) -> None:
         for pid, status in self.reaper.reap([self.pid] if self.pid else []):
@@ -432,6 +454,7 @@ class Supervisor:
             return
         self.log.info(f"received {name}: forwarded to the command; waiting for it to exit",
                       pid=self.pid, kill_timeout=f"{self.kill_timeout:g}s")
+        self.notifier.stopping()
         self.splay_until = None
         self.after_stop = "shutdown"
         if self.state != "stopping":
@@ -443,6 +466,10 @@ class Supervisor:
         group after kill_timeout; ``then`` happens once it is reaped."""
         self.state = "stopping"
         self.after_stop = then
+        if then == "restart":
+            self.notifier.reloading(status=f"restarting: {self.next_reason}")
+        else:
+            self.notifier.stopping()
         if self.pid is None:
             return
         child.send(self.pid, self.stop_signal)
@@ -517,8 +544,10 @@ class Supervisor:
             self._write_files(decision.rendered.files)
             self.poller.committed(decision.rendered)
             self.rendered = decision.rendered
+            self.notifier.reloading(status=decision.reason)
             if self.pid is not None:
                 child.send(self.pid, self.reload_signal)
+            self.notifier.ready(status=f"signalled the command (pid {self.pid})")
             self.log.info(f"{decision.reason}: files rewritten, sent {child.signal_name(self.reload_signal)}",
                           pid=self.pid)
             return

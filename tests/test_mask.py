@@ -1,0 +1,140 @@
+"""mask_output: the streaming masker, then the pseudo-terminal end to end."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import struct
+import termios
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from secretrun.mask import MASK, Masker, mask_text
+from tests.conftest import CANARY, assert_no_canary
+from tests.watch_fixtures import Watched, manifest_text, wait_for
+
+
+def stream(masker, chunks):
+    return b"".join(masker.feed(c) for c in chunks) + masker.release()
+
+
+def test_whole_values_are_masked():
+    assert mask_text(f"db={CANARY};", [CANARY]) == "db=*****;"
+
+
+def test_a_value_split_across_reads_is_masked():
+    m = Masker([CANARY])
+    data = f"x {CANARY} y".encode()
+    for cut in range(len(data) + 1):
+        assert stream(Masker([CANARY]), [data[:cut], data[cut:]]) == b"x ***** y"
+    assert stream(m, [bytes([b]) for b in data]) == b"x ***** y"
+
+
+def test_the_longest_value_wins_and_a_prefix_value_is_still_caught():
+    m = Masker(["abcd", "abcdef"])
+    assert stream(m, [b"1 abc", b"de", b"f 2 abcd", b"q"]) == b"1 ***** 2 *****q"
+
+
+def test_short_values_are_not_masked():
+    assert mask_text("port 443 is on", ["443", "on"]) == "port 443 is on"
+
+
+def test_a_multiline_value_is_masked_after_a_terminal_turned_newlines_into_crlf():
+    value = "-----BEGIN KEY-----\nAAAA\n-----END KEY-----"
+    out = mask_text("k:\r\n" + value.replace("\n", "\r\n") + "\r\n", [value])
+    assert out == "k:\r\n*****\r\n"
+
+
+def test_held_bytes_are_released_short_as_is_and_long_masked():
+    m = Masker([CANARY])
+    assert m.feed(b"frame\x1b[0m" + CANARY[:2].encode()) == b"frame\x1b[0m"
+    assert m.holding and m.release() == CANARY[:2].encode()
+    assert m.feed(CANARY[:10].encode()) == b""
+    assert m.release() == MASK
+
+
+def test_values_added_later_are_masked_and_old_ones_stay():
+    m = Masker(["first-secret"])
+    m.update(["second-secret"])
+    assert stream(m, [b"first-secret second-secret"]) == b"***** *****"
+
+
+def test_bytes_that_are_not_utf8_pass_through():
+    assert stream(Masker([CANARY]), [b"\xff\xfe" + CANARY.encode() + b"\x80"]) == b"\xff\xfe*****\x80"
+
+
+values = st.lists(st.text(alphabet="abc-", min_size=4, max_size=12), min_size=1, max_size=4)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(values=values, filler=st.lists(st.text(alphabet="abc-xy \n", max_size=10), min_size=1, max_size=6),
+       cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_no_value_survives_any_split(values, filler, cuts):
+    pieces = []
+    for i, f in enumerate(filler):
+        pieces += [f, values[i % len(values)]]
+    data = "".join(pieces).encode()
+    bounds = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    out = stream(Masker(values), chunks)
+    for v in values:
+        assert v.encode() not in out
+    # the same result however the stream was cut
+    assert out == stream(Masker(values), [data])
+
+
+# --- the pseudo-terminal, end to end ---------------------------------------------------
+
+
+@pytest.fixture
+def secrets_dir(tmp_path):
+    d = tmp_path / "secrets"
+    d.mkdir()
+    (d / "secret").write_text(CANARY)
+    return d
+
+
+@pytest.fixture
+def tty_run(tmp_path, secrets_dir):
+    made = []
+
+    def start(child_args=(), command=None):
+        w = Watched(tmp_path, manifest_text(secrets_dir, {"mask_output": "true"}), child_args,
+                    command=command, tty=True)
+        made.append(w)
+        return w
+
+    yield start
+    for w in made:
+        w.close()
+
+
+def test_the_command_sees_a_terminal_and_colours_pass_through(tty_run):
+    w = tty_run(command=["sh", "-c", "test -t 1 && printf '\\033[31mred\\033[0m %s\\n' \"$SECRET\"; "
+                         "stty size"])
+    out = w.read_tty(b"red")
+    assert w.wait() == 0
+    out = w.read_tty(b"\n", timeout=2)
+    assert b"\x1b[31mred\x1b[0m *****" in out
+    assert_no_canary(out, w.stderr)
+
+
+def test_a_window_change_reaches_the_command_once_through_the_pty(tty_run):
+    w = tty_run()
+    (c,) = w.records.wait_starts(1)
+    fcntl.ioctl(w.master, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+    w.records.wait_event(c["pid"], "SIGWINCH")
+    w.send(signal.SIGTERM)
+    assert w.wait() == 143
+    assert w.records.events(c["pid"]) == ["SIGWINCH", "SIGTERM"]
+
+
+def test_the_terminal_is_restored_after_the_run(tty_run):
+    w = tty_run(command=["sh", "-c", "sleep 0.2"])
+    before = termios.tcgetattr(w.master)
+    assert w.wait() == 0
+    after = termios.tcgetattr(w.master)
+    assert after[3] & termios.ECHO and after[3] & termios.ICANON
+    assert before == after
