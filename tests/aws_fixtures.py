@@ -99,9 +99,13 @@ class MotoServer:
     def stop_recording(self) -> None:
         self._post("/moto-api/recorder/stop-recording")
 
-    def calls(self) -> List[str]:
-        """The operations received since ``start_recording``, in order:
-        ``secretsmanager.GetSecretValue``, ``sts.AssumeRole``..."""
+    def requests(self) -> List[Tuple[str, Dict[str, str], str]]:
+        """The requests received since ``start_recording``, in order, as
+        ``(operation, headers, body)``; operations read
+        ``secretsmanager.GetSecretValue``, ``ssm.GetParameters``,
+        ``query.AssumeRole`` (query-protocol services: STS, IAM)."""
+        import base64
+
         with urllib.request.urlopen(self.url + "/moto-api/recorder/download-recording", timeout=10) as r:
             text = r.read().decode()
         out = []
@@ -109,19 +113,23 @@ class MotoServer:
             if not line.strip():
                 continue
             entry = json.loads(line)
-            target = {k.lower(): v for k, v in entry.get("headers", {}).items()}.get("x-amz-target")
-            if target:
-                service, _, action = target.partition(".")
-                out.append(f"{'ssm' if service == 'AmazonSSM' else service}.{action}")
-                continue
+            headers = {k.lower(): v for k, v in entry.get("headers", {}).items()}
             body = entry.get("body") or ""
             if entry.get("body_encoded"):
-                import base64
-
                 body = base64.b64decode(body).decode("utf-8", "replace")
-            params = dict(p.split("=", 1) for p in body.split("&") if "=" in p)
-            out.append(f"query.{params.get('Action', '?')}")
+            target = headers.get("x-amz-target")
+            if target:
+                service, _, action = target.partition(".")
+                operation = f"{'ssm' if service == 'AmazonSSM' else service}.{action}"
+            else:
+                params = dict(p.split("=", 1) for p in body.split("&") if "=" in p)
+                operation = f"query.{params.get('Action', '?')}"
+            out.append((operation, headers, body))
         return out
+
+    def calls(self) -> List[str]:
+        """The operations received since ``start_recording``, in order."""
+        return [operation for operation, _, _ in self.requests()]
 
     def enforce_iam(self, enabled: bool) -> None:
         """Make moto check every request's signature and IAM policies (or
