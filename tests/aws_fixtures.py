@@ -167,7 +167,8 @@ class FaultProxy:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="fault-proxy",
+                                        daemon=True)
 
     def __enter__(self) -> "FaultProxy":
         self._thread.start()

@@ -311,6 +311,15 @@ def test_server_errors_and_batch_throttling_are_unavailable(aws, proxy):
     assert isinstance(got[sid("a")], Unavailable) and proxy.hits["BatchGetSecretValue"] == 3
 
 
+def test_refused_credentials_do_not_trigger_the_batch_fallback(aws, proxy):
+    aws.sm.create_secret(Name="a", SecretString=CANARY)
+    proxy.fail("BatchGetSecretValue", 400, "ExpiredTokenException")
+    provider = aws.secrets(endpoint_url=proxy.url)
+    error = error_of(lambda: provider.fetch_batch((sid("a"), sid("b"))))
+    assert isinstance(error, Denied) and "credentials have expired" in str(error)
+    assert provider.batch_size == 20 and "GetSecretValue" not in proxy.hits
+
+
 def test_connection_refused_is_unavailable(aws):
     dead = f"http://127.0.0.1:{free_port()}"
     error = error_of(lambda: aws.secrets({"AWS_MAX_ATTEMPTS": "1"}, endpoint_url=dead).fetch(sid("x")))
@@ -407,6 +416,17 @@ def test_assume_role_with_external_id(aws):
     # The secret was read with the role's temporary keys, not the chain's.
     assert "Credential=testing/" not in requests[1][1]["authorization"]
     assert "x-amz-security-token" in requests[1][1]
+
+
+def test_assume_role_refused_is_77(aws, monkeypatch):
+    aws.sm.create_secret(Name="x", SecretString=CANARY)
+    key, secret = aws.user("no-sts", [ALLOW_ALL])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    provider = aws.secrets(role_arn="arn:aws:iam::123456789012:role/reader")
+    with aws.enforcing_iam():
+        error = error_of(lambda: provider.fetch(sid("x")))
+    assert isinstance(error, Denied) and "assuming role arn:aws:iam::123456789012:role/reader" in str(error)
 
 
 def test_profile_from_shared_credentials(aws, monkeypatch, tmp_path):

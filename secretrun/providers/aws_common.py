@@ -145,19 +145,21 @@ class AwsClient:
             parts.append(f"profile {self.settings.profile}")
         return f"{self.label} ({', '.join(parts)})"
 
-    def client(self) -> Any:
+    def client(self, what: str = "") -> Any:
+        """The client, built on first use; a failure to build it (no region,
+        an unknown profile...) is a ``ProviderError`` naming ``what``."""
         client = self._client
         if client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._build_or_raise()
+                    self._client = self._build_or_raise(what or f"{self.label} client")
                 client = self._client
         return client
 
     def call(self, operation: str, what: str, **params: Any) -> Mapping[str, Any]:
         """Call one API operation; every SDK failure comes out as a
         ``ProviderError`` whose message we wrote (``what`` names the secret)."""
-        client = self.client()
+        client = self.client(what)
         try:
             return getattr(client, operation)(**params)
         except Exception as exc:  # noqa: BLE001 - only the SDK call is inside this try
@@ -166,11 +168,11 @@ class AwsClient:
         # text may echo a request or a response) rides along in a traceback.
         raise error
 
-    def _build_or_raise(self) -> Any:
+    def _build_or_raise(self, what: str) -> Any:
         try:
             return self._build()
         except Exception as exc:  # noqa: BLE001 - SDK set-up only
-            error = translate(exc, f"{self.label} client", self.describe(), self.settings)
+            error = translate(exc, what, self.describe(), self.settings)
         raise error
 
     def _build(self) -> Any:
@@ -238,16 +240,17 @@ def _assume_role(core: Any, s: AwsSettings, config: Any) -> None:
 
 # --- the error table ------------------------------------------------------------
 
-_DENIED = frozenset({
-    "AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "AuthFailure",
+#: The credentials themselves were refused: every other call will be too.
+AUTHENTICATION = frozenset({
     "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException",
-    "SignatureDoesNotMatch", "IncompleteSignature", "MissingAuthenticationToken",
+    "SignatureDoesNotMatch", "IncompleteSignature", "MissingAuthenticationToken", "AuthFailure",
     "ExpiredToken", "ExpiredTokenException", "RequestExpired",
-    # KMS refused to decrypt the value for us (Secrets Manager; SSM reports
-    # AccessDeniedException naming kms:Decrypt).
-    "DecryptionFailure", "KMSAccessDeniedException", "KMSDisabledException",
-    "KMSInvalidStateException", "KMSNotFoundException", "InvalidKeyId",
 })
+# KMS refused to decrypt the value for us (Secrets Manager; SSM reports
+# AccessDeniedException naming kms:Decrypt).
+_KMS = frozenset({"DecryptionFailure", "KMSAccessDeniedException", "KMSDisabledException",
+                  "KMSInvalidStateException", "KMSNotFoundException", "InvalidKeyId"})
+_DENIED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}) | AUTHENTICATION | _KMS
 _NOT_FOUND = frozenset({"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound",
                         "NoSuchEntity"})
 _THROTTLED = frozenset({"ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
@@ -293,14 +296,26 @@ def _is_deleted(message: str) -> bool:
 def describe_error(code: str, status: int, message: str, operation: str, what: str, where: str,
                    settings: Optional[AwsSettings] = None) -> ProviderError:
     """A ``ProviderError`` for one AWS error, with a message built from what
-    we know (the secret, the operation, the error code), never the SDK's text."""
-    cls = classify(code, status, message)
+    we know (the secret, the operation, the error code), never the SDK's
+    text. ``status`` is 0 when unknown (a batch answer's error entry). The
+    code is kept as ``aws_code`` on the error."""
+    error = _describe(classify(code, status, message), code, status, operation, what, where, settings)
+    error.aws_code = code  # type: ignore[attr-defined]
+    return error
+
+
+def _describe(cls: type, code: str, status: int, operation: str, what: str, where: str,
+              settings: Optional[AwsSettings]) -> ProviderError:
     action = f"{operation} ({code})" if code else operation
     if operation == "AssumeRole" and settings is not None:
-        return cls(f"{what}: assuming role {settings.role_arn} failed: {code or status} in {where}")
+        sts = settings.sts_endpoint_url or "the default STS endpoint"
+        return cls(f"{what}: assuming role {settings.role_arn} failed ({code or f'HTTP {status}'}) at {sts}")
     if cls is Denied:
-        if code == "DecryptionFailure" or code.startswith("KMS") or code == "InvalidKeyId":
+        if code in _KMS:
             return Denied(f"{what}: its KMS key cannot be used to decrypt it ({code}) in {where}")
+        if code in AUTHENTICATION:
+            state = "have expired" if "Expired" in code else "were refused"
+            return Denied(f"{what}: the AWS credentials {state} ({code}) by {where}")
         return Denied(f"{what}: access denied to {action} in {where}")
     if cls is NotFound:
         if code == "InvalidRequestException":
@@ -309,12 +324,14 @@ def describe_error(code: str, status: int, message: str, operation: str, what: s
         if code == "ParameterVersionNotFound":
             return NotFound(f"{what}: no such version in {where}")
         return NotFound(f"{what} does not exist in {where}")
+    http = f" (HTTP {status})" if status else ""
     if cls is Unavailable:
-        kind = "throttled" if (code in _THROTTLED or status == 429) else f"failed with HTTP {status}"
-        return Unavailable(f"{what}: {action} {kind} in {where}")
+        if code in _THROTTLED or status == 429:
+            return Unavailable(f"{what}: {action} was throttled by {where}")
+        return Unavailable(f"{what}: {action} failed{http} in {where}")
     if cls is InvalidSecret:
         return InvalidSecret(f"{what}: {where} refused {action} as invalid")
-    return ProviderError(f"{what}: {action} failed in {where} (HTTP {status})")
+    return ProviderError(f"{what}: {action} failed{http} in {where}")
 
 
 def translate(exc: BaseException, what: str, where: str, settings: Optional[AwsSettings] = None) -> ProviderError:

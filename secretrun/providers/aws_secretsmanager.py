@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError
-from .aws_common import AwsClient, describe_error, log, read_settings
+from .aws_common import AUTHENTICATION, AwsClient, describe_error, log, read_settings
 from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, Value, as_mapping
 
 #: The most secret ids ``BatchGetSecretValue`` takes in one call.
@@ -106,8 +106,10 @@ class SecretsManagerProvider(Provider):
         if len(current) > 1 and not self._batch_denied:
             try:
                 out.update(self._batch(current))
-            except Denied:
-                self._note_denied()
+            except Denied as exc:
+                if getattr(exc, "aws_code", "") in AUTHENTICATION:
+                    raise   # the credentials, not the batch action: single reads would fail too
+                self._note_denied(getattr(exc, "aws_code", ""))
         rest = [sid for sid in sids if sid not in out]
         out.update(self._each(rest))
         return out
@@ -144,15 +146,15 @@ class SecretsManagerProvider(Provider):
             # Neither: left out, read on its own by the caller.
         return out
 
-    def _note_denied(self) -> None:
+    def _note_denied(self, code: str) -> None:
         with self._lock:
             first = not self._batch_denied
             self._batch_denied = True
             # Later resolutions can skip the batch path altogether.
             self.batch_size = 1
         if first:
-            log.debug("%s: BatchGetSecretValue is denied by policy; reading secrets one by one "
-                      "with GetSecretValue", self.describe())
+            log.debug("%s: BatchGetSecretValue is denied (%s); reading secrets one by one "
+                      "with GetSecretValue", self.describe(), code or "access denied")
 
     def _each(self, sids: List[SecretId]) -> Dict[SecretId, Union[Secret, ProviderError]]:
         out: Dict[SecretId, Union[Secret, ProviderError]] = {}
