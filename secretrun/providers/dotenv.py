@@ -12,8 +12,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, Mapping, Optional
 
-from ..errors import InvalidSecret, NotFound, ProviderConfigError
-from .base import OptionReader, Provider, ProviderContext, Secret, SecretId
+from ..errors import InvalidSecret, NotFound
+from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, read_local
 
 
 _PRIVATE = "secretrun._dotenv_parser"
@@ -56,19 +56,14 @@ def read_dotenv(path, what: str) -> Dict[str, Optional[str]]:
     cannot parse (it would only warn, and drop them)."""
     parse_stream = _parser().parse_stream
 
+    data = read_local(path, what)
     try:
-        with open(path, encoding="utf-8") as stream:
-            bindings = list(parse_stream(stream))
-    except FileNotFoundError:
-        raise NotFound(f"{what} {path} does not exist") from None
-    except IsADirectoryError:
-        raise ProviderConfigError(f"{what} {path} is a directory, not a file") from None
-    except PermissionError:
-        raise ProviderConfigError(f"{what} {path} is not readable (permission denied)") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidSecret(f"{what} {path} is not valid UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise ProviderConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    import io
+
+    bindings = list(parse_stream(io.StringIO(text)))
     bad = [str(b.original.line) for b in bindings if b.error]
     if bad:
         raise InvalidSecret(f"{what} {path}: cannot parse line {', '.join(bad)}")
