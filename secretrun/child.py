@@ -8,10 +8,7 @@ ever formats an environment value into a message.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import shutil
 import signal
 from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -63,14 +60,16 @@ def find_executable(argv0: str, env: Mapping[str, str]) -> str:
             raise CommandError(f"command is not executable: {argv0}", 126)
         return argv0
     path = env.get("PATH", os.defpath)
-    found = shutil.which(argv0, path=path)
-    if found:
-        return found
-    # Exists somewhere on PATH but not executable: 126, as a shell says.
+    not_executable = None
     for directory in path.split(os.pathsep):
         candidate = os.path.join(directory or ".", argv0)
         if os.path.isfile(candidate):
-            raise CommandError(f"command is not executable: {candidate}", 126)
+            if os.access(candidate, os.X_OK):
+                return candidate
+            not_executable = not_executable or candidate
+    if not_executable:
+        # On PATH but not executable: 126, as a shell says.
+        raise CommandError(f"command is not executable: {not_executable}", 126)
     raise CommandError(f"command not found: {argv0} (searched the child's PATH)", 127)
 
 
@@ -133,9 +132,13 @@ def become_subreaper() -> bool:
     """Ask Linux to re-parent our orphaned descendants to us, so that we
     reap them as PID 1 would. False where unsupported."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        import ctypes
+
+        # The running program's own symbols include libc's prctl; no
+        # find_library (which runs ldconfig in a subprocess).
+        libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return False
 
 

@@ -37,8 +37,6 @@ terminal the command has its own pseudo-terminal instead (see ``mask.py``).
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import random
 import selectors
@@ -50,7 +48,6 @@ from typing import Any, Callable, Optional, Sequence
 from . import child
 from .errors import CommandError
 from .mask import Plumbing
-from .notify import Notifier
 from .watch import Decision, Poller
 
 EXIT_ON_CHANGE = 75
@@ -73,25 +70,31 @@ def run(session, argv: Sequence[str], log=None, *, rendered=None) -> int:
     session's ``rendered`` attribute, else a fresh ``session.resolve()``.
     Raises ``CommandError`` (126/127) when the command cannot be started.
     """
-    return Supervisor(session, argv, log or StdLog(logging.getLogger("secretrun")),
-                      rendered=rendered).run()
+    if log is None:
+        from . import logs
+
+        log = logs.get()
+    return Supervisor(session, argv, log, rendered=rendered).run()
 
 
-class StdLog:
-    """``log.info(msg, **fields)`` over a stdlib logger, until logs.py."""
+class _NoNotifier:
+    """Not under systemd: nothing to tell (and no socket module to import)."""
 
-    def __init__(self, logger: logging.Logger) -> None:
-        self._logger = logger
+    enabled = False
+    watchdog_interval = None
 
-    def _emit(self, level: int, msg: str, fields: dict) -> None:
-        if fields:
-            msg += " " + " ".join(f"{k}={v}" for k, v in fields.items())
-        self._logger.log(level, msg)
+    def ready(self, **_): return False
+    def reloading(self, **_): return False
+    def stopping(self): return False
+    def watchdog(self): return False
 
-    def debug(self, msg, **f): self._emit(logging.DEBUG, msg, f)
-    def info(self, msg, **f): self._emit(logging.INFO, msg, f)
-    def warning(self, msg, **f): self._emit(logging.WARNING, msg, f)
-    def error(self, msg, **f): self._emit(logging.ERROR, msg, f)
+
+def _notifier():
+    if not (os.environ.get("NOTIFY_SOCKET") or os.environ.get("WATCHDOG_USEC")):
+        return _NoNotifier()
+    from .notify import Notifier
+
+    return Notifier(os.environ)
 
 
 def _write_files_fallback(files) -> None:
@@ -127,7 +130,7 @@ class Supervisor:
                  clock: Callable[[], float] = time.monotonic,
                  wallclock: Callable[[], float] = time.time,
                  rand: Callable[[], float] = random.random,
-                 spawn=child.spawn, write_files=None, notifier: Optional[Notifier] = None,
+                 spawn=child.spawn, write_files=None, notifier=None,
                  subreaper: bool = True) -> None:
         if not argv:
             raise CommandError("no command given after --", 127)
@@ -150,7 +153,7 @@ class Supervisor:
         self.watching = bool(getattr(self.settings, "watch", True))
         # systemd: secretrun is the unit's main process and speaks for the
         # command (READY, RELOADING around restarts, STOPPING, WATCHDOG).
-        self.notifier = notifier or Notifier(os.environ)
+        self.notifier = notifier or _notifier()
         self.next_watchdog: Optional[float] = None
         self.subreaper = subreaper
 
@@ -582,6 +585,8 @@ class Supervisor:
         status.update(pid=os.getpid(), child_pid=self.pid, child_started_at=self.child_started_at,
                       restarts=self.restarts, last_restart_reason=self.last_restart_reason,
                       state=self.state if self.result is None else "exited")
+        import json
+
         tmp = f"{path}.tmp"
         try:
             with open(tmp, "w") as handle:

@@ -266,7 +266,7 @@ class FakeLog:
 def rendered(env: Dict[str, str], files: Optional[Dict[str, bytes]] = None,
              on_change: Optional[Dict[str, str]] = None, default: str = "restart"):
     """A ``Rendered`` as the core's session returns it."""
-    from secretrun.resolve import Rendered
+    from secretrun.resolver import Rendered
 
     names = tuple(env)
     policy = {name: default for name in names}
