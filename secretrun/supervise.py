@@ -150,7 +150,6 @@ class Supervisor:
         self.reload_signal = int(_enum_value(self.settings.reload_signal))
         self.kill_timeout = float(self.settings.kill_timeout)
         self.splay = float(self.settings.splay or 0)
-        self.watching = bool(getattr(self.settings, "watch", True))
         # systemd: secretrun is the unit's main process and speaks for the
         # command (READY, RELOADING around restarts, STOPPING, WATCHDOG).
         self.notifier = notifier or _notifier()
@@ -253,7 +252,7 @@ class Supervisor:
     def _tick(self) -> None:
         now = self.clock()
         deadlines = [now + _MAX_WAIT]
-        if self.state == "running" and self.watching and self._poll_thread is None:
+        if self.state == "running" and self._poll_thread is None:
             deadlines.append(self.poller.next_deadline())
         for t in (self.kill_at, self.splay_until, self.plumbing.next_deadline(), self.next_watchdog):
             if t is not None:
@@ -295,7 +294,7 @@ class Supervisor:
         if self.splay_until is not None and now >= self.splay_until:
             self.splay_until = None
             self._stop(self.after_stop)
-        if self.state == "running" and self.watching:
+        if self.state == "running":
             stale = self.poller.check_stale(now)
             if stale is not None:
                 self._act(stale)
