@@ -97,26 +97,6 @@ def _notifier():
     return Notifier(os.environ)
 
 
-def _write_files_fallback(files) -> None:
-    for path, content in files.items():
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-
-
-def _default_write_files():
-    try:
-        from .deliver import write_files
-        return write_files
-    except ImportError:     # the core's deliver.py not there yet
-        return _write_files_fallback
-
-
 def _enum_value(x):
     return getattr(x, "value", x)
 
@@ -142,7 +122,9 @@ class Supervisor:
         self.wallclock = wallclock
         self.rand = rand
         self._spawn = spawn
-        self._write_files = write_files or _default_write_files()
+        if write_files is None:
+            from .deliver import write_files
+        self._write_files = write_files
         if rendered is None:
             rendered = getattr(session, "rendered", None) or session.resolve()
         self.rendered = rendered
@@ -157,7 +139,7 @@ class Supervisor:
         self.subreaper = subreaper
 
         self.pid: Optional[int] = None
-        self.state = "new"           # running | splay | stopping | done
+        self.state = "new"           # new | running | splay | stopping
         self.after_stop = "restart"  # restart | exit | shutdown
         self.exit_after: Optional[int] = None
         self.result: Optional[int] = None
@@ -231,10 +213,13 @@ class Supervisor:
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self.selector.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=2.0)
+        if self._poll_thread is None or not self._poll_thread.is_alive():
+            # A refresh still hanging on the network will write to the pipe
+            # when it ends: leave it open rather than hand its fd number on.
+            os.close(self._wake_r)
+            os.close(self._wake_w)
         if getattr(self.settings, "revoke_on_exit", False):
             try:
                 self.session.revoke_leases()

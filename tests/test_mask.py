@@ -138,3 +138,20 @@ def test_the_terminal_is_restored_after_the_run(tty_run):
     after = termios.tcgetattr(w.master)
     assert after[3] & termios.ECHO and after[3] & termios.ICANON
     assert before == after
+
+
+def test_masking_carries_over_a_restart_and_covers_old_and_new_values(tmp_path, secrets_dir):
+    new = CANARY + "-rotated"
+    w = Watched(tmp_path, manifest_text(secrets_dir, {"mask_output": "true"}), ["--print", "SECRET"])
+    try:
+        (first,) = w.records.wait_starts(1)
+        wait_for(lambda: b"*****" in w.stdout, what="the first child's output")
+        (secrets_dir / "secret").write_text(new)
+        w.records.wait_starts(2)
+        wait_for(lambda: w.stdout.count(b"*****") >= 2, what="the second child's output")
+        w.send(signal.SIGTERM)
+        assert w.wait() == 143
+        assert w.stdout == b"*****\n*****\n"
+        assert_no_canary(w.stdout, w.stderr)
+    finally:
+        w.close()
