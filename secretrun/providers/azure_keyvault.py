@@ -1,0 +1,437 @@
+"""``azure-keyvault``: secrets from Azure Key Vault.
+
+A reference's path is the secret's name, checked up front against Key Vault's
+rule (1-127 letters, digits and ``-``); ``?version=`` is a version id (the last
+segment of the secret's id). ``fetch`` returns the value as text, or for an
+``[[import]]`` the JSON object it holds; ``Secret.version`` is the version id
+read. ``probe`` reads the latest version id (see there for its cost).
+
+The store is ``vault_url`` or ``vault`` (a name, for ``https://NAME.vault.azure.net``).
+The credential is chosen by ``credential``:
+
+- ``default``: the order of azure-identity's ``DefaultAzureCredential``: a
+  service principal from the environment (``AZURE_TENANT_ID``, ``AZURE_CLIENT_ID``
+  and ``AZURE_CLIENT_SECRET`` or ``AZURE_CLIENT_CERTIFICATE_PATH``), then
+  workload identity (``AZURE_FEDERATED_TOKEN_FILE``), then the rest of
+  ``DefaultAzureCredential`` (managed identity, Azure CLI, ...). The first two
+  are read from secretrun's environment (``ctx.environ``), so the Python API's
+  ``environ`` is honoured and the client secret can be kept from the child
+  (``consumed_env``); like ``DefaultAzureCredential``, a configured one is
+  final: its failure is not hidden by trying the next.
+- ``environment``, ``workload-identity``, ``managed-identity``, ``azure-cli``:
+  that one alone.
+
+``tenant_id`` / ``client_id`` override ``AZURE_TENANT_ID`` / ``AZURE_CLIENT_ID``
+(for managed identity, ``client_id`` picks a user-assigned identity).
+``authority_host`` (default ``AZURE_AUTHORITY_HOST``, else the public cloud),
+``disable_instance_discovery``, ``ca_cert`` and ``verify_challenge_resource``
+serve sovereign clouds, Azure Stack, private endpoints and tests.
+
+Retries belong to the resolver: the SDK's own retry policy is set to zero
+attempts, and every call is bounded by ``ctx.timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import ssl
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from urllib.parse import urlsplit
+
+import requests
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.identity import (
+    AzureCliCredential,
+    ClientCertificateCredential,
+    ClientSecretCredential,
+    DefaultAzureCredential,
+    ManagedIdentityCredential,
+    WorkloadIdentityCredential,
+)
+from azure.keyvault.secrets import SecretClient
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
+from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, Value, as_mapping
+
+# azure-identity logs a failed login at WARNING. Without a handler anywhere,
+# Python's last-resort handler would print it to stderr beside our own report;
+# a NullHandler leaves the decision to whoever configures logging.
+logging.getLogger("azure").addHandler(logging.NullHandler())
+
+NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+# Version ids are 32 hex digits; anything alphanumeric is passed on, so the
+# service answers "not found" rather than us guessing its format.
+VERSION_RE = re.compile(r"^[0-9a-zA-Z]{1,64}$")
+VAULT_NAME_RE = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
+CREDENTIALS = ("default", "environment", "workload-identity", "managed-identity", "azure-cli")
+
+
+class _Login(NamedTuple):
+    """The settings a credential is built from, options over environment."""
+
+    kind: str
+    tenant_id: Optional[str]
+    client_id: Optional[str]
+    authority: Optional[str]
+    disable_instance_discovery: bool
+    ca_cert: Optional[str]
+
+
+class AzureKeyVaultProvider(Provider):
+    type_name = "azure-keyvault"
+    # Also the size of the HTTP connection pool, so no thread waits for a socket.
+    max_concurrency = 16
+
+    def __init__(self, ctx: ProviderContext, vault_url: str, client: SecretClient, credential: Any,
+                 consumed: Tuple[str, ...] = ()) -> None:
+        super().__init__(ctx)
+        self.vault_url = vault_url
+        self._client = client
+        self._credential = credential
+        self._consumed = consumed
+
+    @classmethod
+    def from_config(cls, ctx: ProviderContext, options: Mapping[str, Any]) -> "AzureKeyVaultProvider":
+        opts = OptionReader(ctx, options)
+        vault_url = _vault_url(opts, opts.str("vault_url"), opts.str("vault"))
+        kind = opts.str("credential", "default") or "default"
+        if kind not in CREDENTIALS:
+            opts.error(f"'credential' must be one of {', '.join(CREDENTIALS)}, not {kind!r}")
+        env = ctx.environ
+        ca_cert = opts.str("ca_cert")
+        if ca_cert is not None:
+            ca_cert = ctx.path(ca_cert)
+            if not os.path.isfile(ca_cert):
+                opts.error(f"'ca_cert': no file {ca_cert}")
+        authority = opts.str("authority_host") or env.get("AZURE_AUTHORITY_HOST") or None
+        if authority and urlsplit(authority).scheme not in ("", "https"):
+            opts.error(f"'authority_host' must be an https:// URL, not {authority!r}")
+        login = _Login(kind, opts.str("tenant_id") or env.get("AZURE_TENANT_ID") or None,
+                       opts.str("client_id") or env.get("AZURE_CLIENT_ID") or None, authority,
+                       opts.bool("disable_instance_discovery", False), ca_cert)
+        verify_resource = opts.bool("verify_challenge_resource", True)
+        api_version = opts.str("api_version")
+        credential, consumed = (None, ())
+        if kind in CREDENTIALS and not opts.errors:
+            credential, consumed = _credential(ctx, login, opts)
+        client = None
+        if credential is not None and vault_url:
+            client = _secret_client(ctx, vault_url, credential, login.ca_cert, verify_resource, api_version, opts)
+        opts.done()
+        return cls(ctx, vault_url, client, credential, consumed)
+
+    # --- the verbs ---------------------------------------------------------
+
+    def fetch(self, sid: SecretId) -> Secret:
+        name = self.check(sid)
+        what = _what(sid)
+        try:
+            secret = self._client.get_secret(name, sid.version)
+        except Exception as exc:  # noqa: BLE001 - every SDK error is translated, none escapes
+            raise _translate(exc, what, self.vault_url) from None
+        if secret.properties.enabled is False:
+            raise InvalidSecret(f"{what} is disabled in {self.vault_url}")
+        value = secret.value if secret.value is not None else ""
+        version = secret.properties.version
+        if sid.tree:
+            return Secret(as_mapping(value, what), version)
+        return Secret(value, version)
+
+    def probe(self, sid: SecretId) -> Optional[str]:
+        """The version id a fetch would read now.
+
+        Key Vault has no properties-only read of a secret's latest version
+        (listing versions is paged and unordered), so this is one GET of the
+        secret, as costly as a fetch; the value it carries is dropped here and
+        only the version id is returned. A pinned version never changes
+        (versions are immutable), so it costs nothing.
+        """
+        name = self.check(sid)
+        if sid.version is not None:
+            return sid.version
+        try:
+            secret = self._client.get_secret(name)
+        except Exception as exc:  # noqa: BLE001
+            raise _translate(exc, _what(sid), self.vault_url) from None
+        return secret.properties.version
+
+    def write(self, sid: SecretId, value: Value) -> Optional[str]:
+        """Store ``value`` as the secret's new version; returns its version id."""
+        name = self.check(sid)
+        if sid.version is not None:
+            raise ProviderConfigError(f"{sid}: a new value cannot be written to a pinned version")
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidSecret(f"{_what(sid)}: Key Vault stores text, and this value is binary") from None
+        elif isinstance(value, Mapping):
+            value = json.dumps(value, separators=(",", ":"))
+        try:
+            secret = self._client.set_secret(name, value)
+        except Exception as exc:  # noqa: BLE001
+            raise _translate(exc, _what(sid), self.vault_url, writing=True) from None
+        return secret.properties.version
+
+    def check(self, sid: SecretId) -> str:
+        """The reference's secret name, or ``ProviderConfigError`` if Key Vault
+        could not hold such a name or version: a malformed reference, refused
+        before any request."""
+        if not NAME_RE.match(sid.path):
+            raise ProviderConfigError(
+                f"{sid}: {sid.path!r} is not a Key Vault secret name (1-127 letters, digits and '-')")
+        if sid.version is not None and not VERSION_RE.match(sid.version):
+            raise ProviderConfigError(
+                f"{sid}: {sid.version!r} is not a Key Vault version id (32 hexadecimal digits)")
+        return sid.path
+
+    def consumed_env(self) -> Tuple[str, ...]:
+        return self._consumed
+
+    def close(self) -> None:
+        for closable in (self._client, self._credential):
+            try:
+                closable.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+    def describe(self) -> str:
+        return self.vault_url
+
+
+# --- configuration ---------------------------------------------------------
+
+
+def _vault_url(opts: OptionReader, url: Optional[str], name: Optional[str]) -> str:
+    if url and name:
+        opts.error("set 'vault_url' or 'vault', not both")
+        return ""
+    if name:
+        if not VAULT_NAME_RE.match(name):
+            opts.error(f"'vault': {name!r} is not a Key Vault name (3-24 letters, digits and single "
+                       f"'-', starting with a letter)")
+            return ""
+        return f"https://{name.lower()}.vault.azure.net"
+    if not url:
+        opts.error("set 'vault_url' (https://NAME.vault.azure.net) or 'vault' (the vault's name)")
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        opts.error(f"'vault_url' must be an https:// URL, not {url!r}")
+        return ""
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        opts.error(f"'vault_url' must be the vault's address alone, without a path: {url!r}")
+        return ""
+    return url.rstrip("/")
+
+
+def _transport_options(ctx: ProviderContext, ca_cert: Optional[str]) -> Dict[str, Any]:
+    options: Dict[str, Any] = {"connection_timeout": ctx.timeout, "read_timeout": ctx.timeout}
+    if ca_cert:
+        options["connection_verify"] = ca_cert
+    return options
+
+
+def _credential(ctx: ProviderContext, login: _Login, opts: OptionReader) -> Tuple[Any, Tuple[str, ...]]:
+    """The credential ``login`` asks for, and the variables it consumed. Missing
+    settings are reported through ``opts``; returns ``(None, ())`` then."""
+    env = ctx.environ
+    # Token requests get no SDK retries either: the resolver retries Unavailable.
+    common: Dict[str, Any] = dict(_transport_options(ctx, login.ca_cert), retry_total=0)
+    if login.authority:
+        common["authority"] = login.authority
+    entra = dict(common, disable_instance_discovery=login.disable_instance_discovery)
+    has_secret = bool(env.get("AZURE_CLIENT_SECRET") or env.get("AZURE_CLIENT_CERTIFICATE_PATH"))
+    has_workload = bool(env.get("AZURE_FEDERATED_TOKEN_FILE"))
+    kind = login.kind
+    if kind == "default":
+        kind = "environment" if has_secret else "workload-identity" if has_workload else "default"
+    try:
+        if kind == "environment":
+            return _service_principal(env, login, entra, opts)
+        if kind == "workload-identity":
+            missing = _missing(login, has_workload, "AZURE_FEDERATED_TOKEN_FILE")
+            if missing:
+                opts.error(f"credential 'workload-identity' needs {missing}")
+                return None, ()
+            return WorkloadIdentityCredential(tenant_id=login.tenant_id, client_id=login.client_id,
+                                              token_file_path=env["AZURE_FEDERATED_TOKEN_FILE"], **entra), ()
+        if kind == "managed-identity":
+            return ManagedIdentityCredential(client_id=login.client_id, **_transport_options(ctx, login.ca_cert)), ()
+        if kind == "azure-cli":
+            return AzureCliCredential(tenant_id=login.tenant_id or "", process_timeout=int(ctx.timeout) or 1), ()
+        # The rest of DefaultAzureCredential's chain. Its environment and workload
+        # credentials read os.environ, and were found not configured in ours.
+        extra: Dict[str, Any] = {}
+        if login.client_id:
+            extra["managed_identity_client_id"] = login.client_id
+        if login.authority:
+            extra["authority"] = login.authority
+        if login.ca_cert:
+            extra["connection_verify"] = login.ca_cert
+        return DefaultAzureCredential(exclude_environment_credential=True,
+                                      exclude_workload_identity_credential=True,
+                                      process_timeout=int(ctx.timeout) or 1, **extra), ()
+    except (ValueError, TypeError, OSError) as exc:
+        # Construction errors name settings (a malformed tenant, an unreadable
+        # certificate file); only their first line, never a password.
+        opts.error(f"credential {kind!r} cannot be built: {_first_line(exc)}")
+        return None, ()
+
+
+def _service_principal(env: Mapping[str, str], login: _Login, entra: Dict[str, Any],
+                       opts: OptionReader) -> Tuple[Any, Tuple[str, ...]]:
+    secret = env.get("AZURE_CLIENT_SECRET")
+    cert = env.get("AZURE_CLIENT_CERTIFICATE_PATH")
+    missing = _missing(login, bool(secret or cert), "AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH")
+    if missing:
+        opts.error(f"credential 'environment' needs {missing}")
+        return None, ()
+    if secret:
+        return ClientSecretCredential(login.tenant_id, login.client_id, secret, **entra), ("AZURE_CLIENT_SECRET",)
+    password = env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD")
+    send_chain = env.get("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "").lower() in ("1", "true")
+    credential = ClientCertificateCredential(login.tenant_id, login.client_id, cert, password=password or None,
+                                             send_certificate_chain=send_chain, **entra)
+    return credential, (("AZURE_CLIENT_CERTIFICATE_PASSWORD",) if password else ())
+
+
+def _missing(login: _Login, have_key: bool, key_name: str) -> str:
+    missing: List[str] = []
+    if not login.tenant_id:
+        missing.append("AZURE_TENANT_ID (or 'tenant_id')")
+    if not login.client_id:
+        missing.append("AZURE_CLIENT_ID (or 'client_id')")
+    if not have_key:
+        missing.append(key_name)
+    return ", ".join(missing)
+
+
+def _secret_client(ctx: ProviderContext, vault_url: str, credential: Any, ca_cert: Optional[str],
+                   verify_resource: bool, api_version: Optional[str], opts: OptionReader) -> Optional[SecretClient]:
+    # One session shared by every thread, its pool as large as our concurrency
+    # (requests' default of 10 would open and drop sockets under 16 threads).
+    # urllib3 retries nothing: attempts are the resolver's.
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=AzureKeyVaultProvider.max_concurrency,
+                          max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    session.mount("https://", adapter)
+    transport = RequestsTransport(session=session, session_owner=True, **_transport_options(ctx, ca_cert))
+    extra: Dict[str, Any] = {"api_version": api_version} if api_version else {}
+    try:
+        return SecretClient(vault_url, credential, transport=transport, retry_total=0,
+                            verify_challenge_resource=verify_resource, **extra)
+    except NotImplementedError:
+        opts.error(f"'api_version' {api_version!r} is not supported by azure-keyvault-secrets")
+        return None
+
+
+# --- errors: the one place SDK failures become ours ------------------------
+
+
+def _what(sid: SecretId) -> str:
+    return f"secret '{sid.path}'" + (f" version {sid.version}" if sid.version else "")
+
+
+def _translate(exc: BaseException, what: str, where: str, writing: bool = False) -> ProviderError:
+    """Our error for an SDK failure. Messages are built from the status, Key
+    Vault's error codes and what was asked, never from the SDK's message, which
+    may quote a request or a response."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, HttpResponseError) and exc.response is not None and exc.status_code:
+        status = exc.status_code
+        code, inner = _error_codes(exc)
+        label = f"HTTP {status}" + (f" {code}" if code else "") + (f"/{inner}" if inner else "")
+        if status == 404:
+            return NotFound(f"{what} not found in {where}")
+        if status == 403 and "SecretDisabled" in (code, inner):
+            return InvalidSecret(f"{what} is disabled in {where}")
+        if status in (401, 403):
+            if isinstance(exc, ClientAuthenticationError) and exc.response.request.url.startswith(where):
+                return Denied(f"{where} refused access to {what} ({label})")
+            if status == 403 and exc.response.request.url.startswith(where):
+                verb = "set" if writing else "get"
+                return Denied(f"{where} refused access to {what} ({label}: the identity lacks "
+                              f"secrets/{verb} permission)")
+            return Denied(f"could not sign in to read {what} from {where} ({label} from the authority)")
+        if status == 429 or status >= 500:
+            return Unavailable(f"{where} could not serve {what} ({label})")
+        return InvalidSecret(f"{where} refused the request for {what} ({label})")
+    if isinstance(exc, ClientAuthenticationError):
+        if _network_reason(exc):
+            return Unavailable(f"cannot reach the sign-in authority for {where}: {_network_reason(exc)}")
+        return Denied(f"could not sign in to read {what} from {where}: {_auth_reason(exc)}")
+    reason = _network_reason(exc)
+    if reason:
+        return Unavailable(f"cannot reach {where} for {what}: {reason}")
+    if isinstance(exc, ValueError) and "challenge resource" in str(exc):
+        return Denied(f"{where} asked for a token for another domain than its own; refused "
+                      f"(set verify_challenge_resource = false only for private endpoints and tests)")
+    return ProviderError(f"reading {what} from {where} failed ({type(exc).__name__})")
+
+
+def _error_codes(exc: HttpResponseError) -> Tuple[Optional[str], Optional[str]]:
+    """Key Vault's ``error.code`` and ``error.innererror.code``; Entra's ``error``."""
+    try:
+        body = json.loads(exc.response.text())
+    except Exception:  # noqa: BLE001 - not JSON: no codes
+        return None, None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):   # OAuth2: {"error": "invalid_client", ...}
+        return error, None
+    if not isinstance(error, dict):
+        return None, None
+    inner = error.get("innererror")
+    code = error.get("code")
+    return (code if isinstance(code, str) else None,
+            inner.get("code") if isinstance(inner, dict) and isinstance(inner.get("code"), str) else None)
+
+
+def _network_reason(exc: BaseException) -> Optional[str]:
+    """Why a connection failed, from the exception chain, or None if it did not."""
+    seen = 0
+    stack: List[Any] = [exc]
+    reason: Optional[str] = None
+    while stack and seen < 20:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return "its TLS certificate is not trusted (see the ca_cert option)"
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, socket.gaierror):
+            return "its host name does not resolve"
+        if isinstance(item, (TimeoutError, socket.timeout)) or "Timeout" in type(item).__name__:
+            reason = reason or "timed out"
+        elif type(item).__name__ in ("ServiceRequestError", "ServiceResponseError", "ConnectionError",
+                                     "NewConnectionError", "ProtocolError", "SSLError",
+                                     "RemoteDisconnected", "ConnectionResetError"):
+            reason = reason or "connection failed"
+        for attr in ("__cause__", "__context__", "inner_exception", "reason"):
+            nested = getattr(item, attr, None)
+            if isinstance(nested, BaseException):
+                stack.append(nested)
+        stack.extend(arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException))
+    return reason
+
+
+def _auth_reason(exc: ClientAuthenticationError) -> str:
+    """What azure-identity says went wrong, compacted. Its messages hold Entra's
+    error descriptions and the chain's attempts, never a token or a secret."""
+    lines = [line.strip() for line in str(getattr(exc, "message", None) or exc).splitlines()]
+    lines = [line for line in lines if line and "aka.ms" not in line and not line.startswith("To mitigate")]
+    text = "; ".join(lines[:8])
+    return text[:600] + ("..." if len(text) > 600 else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
