@@ -39,7 +39,8 @@ import os
 import re
 import socket
 import ssl
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+import threading
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
@@ -47,23 +48,25 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import (
     AzureCliCredential,
-    ClientCertificateCredential,
+    CertificateCredential,
     ClientSecretCredential,
     DefaultAzureCredential,
     ManagedIdentityCredential,
     WorkloadIdentityCredential,
 )
-from azure.keyvault.secrets import SecretClient
+from azure.keyvault.secrets import ApiVersion, SecretClient
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
 from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, Value, as_mapping
 
-# azure-identity logs a failed login at WARNING. Without a handler anywhere,
-# Python's last-resort handler would print it to stderr beside our own report;
-# a NullHandler leaves the decision to whoever configures logging.
+# azure-identity logs every failed login at WARNING, with the reason our own
+# error already carries (a chain's failure takes a dozen lines). Without a
+# handler anywhere, Python's last-resort handler would print it to stderr;
+# the NullHandler leaves the rest of the "azure" tree to whoever configures logging.
 logging.getLogger("azure").addHandler(logging.NullHandler())
+logging.getLogger("azure.identity").setLevel(logging.ERROR)
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 # Version ids are 32 hex digits; anything alphanumeric is passed on, so the
@@ -96,6 +99,11 @@ class AzureKeyVaultProvider(Provider):
         self._client = client
         self._credential = credential
         self._consumed = consumed
+        # Until one request has gone through, the others wait for it: it
+        # learns the vault's challenge and gets the token they will reuse,
+        # instead of 16 threads each being challenged and signing in.
+        self._gate = threading.Lock()
+        self._ready = threading.Event()
 
     @classmethod
     def from_config(cls, ctx: ProviderContext, options: Mapping[str, Any]) -> "AzureKeyVaultProvider":
@@ -133,7 +141,7 @@ class AzureKeyVaultProvider(Provider):
         name = self.check(sid)
         what = _what(sid)
         try:
-            secret = self._client.get_secret(name, sid.version)
+            secret = self._first_alone(lambda: self._client.get_secret(name, sid.version))
         except Exception as exc:  # noqa: BLE001 - every SDK error is translated, none escapes
             raise _translate(exc, what, self.vault_url) from None
         if secret.properties.enabled is False:
@@ -157,7 +165,7 @@ class AzureKeyVaultProvider(Provider):
         if sid.version is not None:
             return sid.version
         try:
-            secret = self._client.get_secret(name)
+            secret = self._first_alone(lambda: self._client.get_secret(name))
         except Exception as exc:  # noqa: BLE001
             raise _translate(exc, _what(sid), self.vault_url) from None
         return secret.properties.version
@@ -175,10 +183,22 @@ class AzureKeyVaultProvider(Provider):
         elif isinstance(value, Mapping):
             value = json.dumps(value, separators=(",", ":"))
         try:
-            secret = self._client.set_secret(name, value)
+            secret = self._first_alone(lambda: self._client.set_secret(name, value))
         except Exception as exc:  # noqa: BLE001
             raise _translate(exc, _what(sid), self.vault_url, writing=True) from None
         return secret.properties.version
+
+    def _first_alone(self, call: Callable[[], Any]) -> Any:
+        if not self._ready.is_set():
+            with self._gate:
+                if not self._ready.is_set():
+                    try:
+                        return call()
+                    finally:
+                        # Open whatever the outcome: after a failure each
+                        # request tries (and reports) for itself.
+                        self._ready.set()
+        return call()
 
     def check(self, sid: SecretId) -> str:
         """The reference's secret name, or ``ProviderConfigError`` if Key Vault
@@ -298,7 +318,7 @@ def _service_principal(env: Mapping[str, str], login: _Login, entra: Dict[str, A
         return ClientSecretCredential(login.tenant_id, login.client_id, secret, **entra), ("AZURE_CLIENT_SECRET",)
     password = env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD")
     send_chain = env.get("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "").lower() in ("1", "true")
-    credential = ClientCertificateCredential(login.tenant_id, login.client_id, cert, password=password or None,
+    credential = CertificateCredential(login.tenant_id, login.client_id, cert, password=password or None,
                                              send_certificate_chain=send_chain, **entra)
     return credential, (("AZURE_CLIENT_CERTIFICATE_PASSWORD",) if password else ())
 
@@ -324,13 +344,15 @@ def _secret_client(ctx: ProviderContext, vault_url: str, credential: Any, ca_cer
                           max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     session.mount("https://", adapter)
     transport = RequestsTransport(session=session, session_owner=True, **_transport_options(ctx, ca_cert))
-    extra: Dict[str, Any] = {"api_version": api_version} if api_version else {}
-    try:
-        return SecretClient(vault_url, credential, transport=transport, retry_total=0,
-                            verify_challenge_resource=verify_resource, **extra)
-    except NotImplementedError:
-        opts.error(f"'api_version' {api_version!r} is not supported by azure-keyvault-secrets")
-        return None
+    extra: Dict[str, Any] = {}
+    if api_version:
+        known = [v.value for v in ApiVersion]
+        if api_version not in known:
+            opts.error(f"'api_version' {api_version!r} is not supported; one of {', '.join(known)}")
+            return None
+        extra["api_version"] = api_version
+    return SecretClient(vault_url, credential, transport=transport, retry_total=0,
+                        verify_challenge_resource=verify_resource, **extra)
 
 
 # --- errors: the one place SDK failures become ours ------------------------
@@ -343,39 +365,43 @@ def _what(sid: SecretId) -> str:
 def _translate(exc: BaseException, what: str, where: str, writing: bool = False) -> ProviderError:
     """Our error for an SDK failure. Messages are built from the status, Key
     Vault's error codes and what was asked, never from the SDK's message, which
-    may quote a request or a response."""
+    may quote a request or a response; only azure-identity's reasons for a
+    failed sign-in are passed on (see ``_auth_reason``)."""
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, HttpResponseError) and exc.response is not None and exc.status_code:
-        status = exc.status_code
-        code, inner = _error_codes(exc)
-        label = f"HTTP {status}" + (f" {code}" if code else "") + (f"/{inner}" if inner else "")
-        if status == 404:
-            return NotFound(f"{what} not found in {where}")
-        if status == 403 and "SecretDisabled" in (code, inner):
-            return InvalidSecret(f"{what} is disabled in {where}")
-        if status in (401, 403):
-            if isinstance(exc, ClientAuthenticationError) and exc.response.request.url.startswith(where):
-                return Denied(f"{where} refused access to {what} ({label})")
-            if status == 403 and exc.response.request.url.startswith(where):
-                verb = "set" if writing else "get"
-                return Denied(f"{where} refused access to {what} ({label}: the identity lacks "
-                              f"secrets/{verb} permission)")
-            return Denied(f"could not sign in to read {what} from {where} ({label} from the authority)")
-        if status == 429 or status >= 500:
-            return Unavailable(f"{where} could not serve {what} ({label})")
-        return InvalidSecret(f"{where} refused the request for {what} ({label})")
+    response = getattr(exc, "response", None)
+    request = getattr(response, "request", None)
+    if isinstance(exc, HttpResponseError) and exc.status_code and str(getattr(request, "url", "")).startswith(where):
+        return _vault_refusal(exc, what, where, writing)
+    transient = _network_reason(exc)
     if isinstance(exc, ClientAuthenticationError):
-        if _network_reason(exc):
-            return Unavailable(f"cannot reach the sign-in authority for {where}: {_network_reason(exc)}")
-        return Denied(f"could not sign in to read {what} from {where}: {_auth_reason(exc)}")
-    reason = _network_reason(exc)
-    if reason:
-        return Unavailable(f"cannot reach {where} for {what}: {reason}")
+        if transient:
+            return Unavailable(f"the sign-in authority for {where} is unavailable ({transient})")
+        return Denied(f"could not sign in to {where}: {_auth_reason(exc)}")
+    if transient:
+        return Unavailable(f"cannot reach {where} for {what}: {transient}")
     if isinstance(exc, ValueError) and "challenge resource" in str(exc):
-        return Denied(f"{where} asked for a token for another domain than its own; refused "
-                      f"(set verify_challenge_resource = false only for private endpoints and tests)")
+        return Denied(f"{where} asked for a token for another domain than its own, refused: set "
+                      f"verify_challenge_resource = false only for private endpoints and tests")
     return ProviderError(f"reading {what} from {where} failed ({type(exc).__name__})")
+
+
+def _vault_refusal(exc: HttpResponseError, what: str, where: str, writing: bool) -> ProviderError:
+    status = exc.status_code
+    code, inner = _error_codes(exc)
+    label = f"HTTP {status}" + (f" {code}" if code else "") + (f"/{inner}" if inner else "")
+    if status == 404:
+        return NotFound(f"{what} not found in {where}")
+    if status == 403 and "SecretDisabled" in (code, inner):
+        return InvalidSecret(f"{what} is disabled in {where}")
+    if status == 403:
+        verb = "set" if writing else "get"
+        return Denied(f"{where} refused access to {what} ({label}: the identity lacks secrets/{verb} permission)")
+    if status == 401:
+        return Denied(f"{where} refused the token presented for {what} ({label})")
+    if status == 429 or status >= 500:
+        return Unavailable(f"{where} could not serve {what} ({label})")
+    return InvalidSecret(f"{where} refused the request for {what} ({label})")
 
 
 def _error_codes(exc: HttpResponseError) -> Tuple[Optional[str], Optional[str]]:
@@ -395,8 +421,15 @@ def _error_codes(exc: HttpResponseError) -> Tuple[Optional[str], Optional[str]]:
             inner.get("code") if isinstance(inner, dict) and isinstance(inner.get("code"), str) else None)
 
 
+# MSAL reports the token endpoint's own 429 / 5xx only in this message (and
+# throttles the endpoint for Retry-After, default 5 s, so our retries may be
+# answered from its cache: the outage then lasts as long as the throttle).
+_MSAL_HTTP_ERROR = re.compile(r"HTTP Error: (429|5\d\d)\b")
+
+
 def _network_reason(exc: BaseException) -> Optional[str]:
-    """Why a connection failed, from the exception chain, or None if it did not."""
+    """Why a request failed transiently (no connection, a timeout, a throttled
+    or failing authority), from the exception chain; None if it did not."""
     seen = 0
     stack: List[Any] = [exc]
     reason: Optional[str] = None
@@ -404,7 +437,7 @@ def _network_reason(exc: BaseException) -> Optional[str]:
         item = stack.pop()
         seen += 1
         if isinstance(item, ssl.SSLCertVerificationError):
-            return "its TLS certificate is not trusted (see the ca_cert option)"
+            return "TLS certificate not trusted, see the ca_cert option"
         if isinstance(item, ConnectionRefusedError):
             return "connection refused"
         if isinstance(item, socket.gaierror):
@@ -415,6 +448,10 @@ def _network_reason(exc: BaseException) -> Optional[str]:
                                      "NewConnectionError", "ProtocolError", "SSLError",
                                      "RemoteDisconnected", "ConnectionResetError"):
             reason = reason or "connection failed"
+        elif type(item).__name__ == "MsalServiceError":
+            match = _MSAL_HTTP_ERROR.search(str(item))
+            if match:
+                reason = reason or f"HTTP {match.group(1)}"
         for attr in ("__cause__", "__context__", "inner_exception", "reason"):
             nested = getattr(item, attr, None)
             if isinstance(nested, BaseException):
