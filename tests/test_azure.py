@@ -387,3 +387,44 @@ def test_cli_unreachable_vault_is_69(azure, kv, manifest, secretrun):
                     + '[env]\nVALUE = "${kv:canary}"\n')
     run = secretrun("-m", str(path), child=True, env=sp_env(azure))
     assert run.code == 69 and "connection refused" in run.stderr, run
+
+
+def test_session_refresh_probes_then_refetches_only_what_moved(azure, kv, manifest, make):
+    from secretrun.manifest import load
+    from secretrun.resolve import Session
+
+    writer = make(environ=sp_env(azure, WRITER, WRITER_SECRET))
+    writer.write(sid("rotating"), "v1")
+    path = write_manifest(manifest, azure, 'A = "${kv:rotating}"\nB = "${kv:canary}"\n')
+    loaded, extras = load(str(path))
+    session = Session(loaded, extras, sp_env(azure), watch=True)
+    try:
+        assert session.resolve().env["A"] == "v1"
+        azure.reset()
+        assert session.refresh().env["A"] == "v1"
+        assert azure.count("GET", "/secrets/") == 2   # one probe each, no refetch
+        writer.write(sid("rotating"), "v2")
+        azure.reset()
+        rendered = session.refresh()
+        assert (rendered.env["A"], rendered.env["B"]) == ("v2", CANARY)
+        assert azure.count("GET", "/secrets/rotating") == 2 and azure.count("GET", "/secrets/canary") == 1
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, {}),
+    ({"HTTPS_PROXY": "http://proxy:3128"}, {"https": "http://proxy:3128"}),
+    ({"https_proxy": "http://lower:3128", "HTTPS_PROXY": "http://upper:3128"}, {"https": "http://lower:3128"}),
+    ({"ALL_PROXY": "http://all:3128"}, {"https": "http://all:3128"}),
+    ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "example.org,.vault.azure.net"}, {}),
+    ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "my.vault.azure.net:443"}, {}),
+    ({"HTTPS_PROXY": "http://p:1", "no_proxy": "*"}, {}),
+    ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "azure.com"}, {"https": "http://p:1"}),
+])
+def test_proxy_settings_come_from_secretrun_environment(environ, expected):
+    from secretrun.providers.azure_keyvault import _proxies
+
+    assert _proxies(environ, "https://my.vault.azure.net:443") == expected
+    if "NO_PROXY" not in environ:
+        assert _proxies({**environ, "NO_PROXY": "10.0.0.0/8"}, "https://10.1.2.3") == {}

@@ -56,6 +56,7 @@ from azure.identity import (
 )
 from azure.keyvault.secrets import ApiVersion, SecretClient
 from requests.adapters import HTTPAdapter
+from requests.utils import address_in_network, is_ipv4_address, is_valid_cidr
 from urllib3.util.retry import Retry
 
 from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
@@ -127,10 +128,10 @@ class AzureKeyVaultProvider(Provider):
         verify_resource = opts.bool("verify_challenge_resource", True)
         api_version = opts.str("api_version")
         credential, consumed = (None, ())
-        if kind in CREDENTIALS and not opts.errors:
+        if kind in CREDENTIALS:   # even after other errors, so that all are reported at once
             credential, consumed = _credential(ctx, login, opts)
         client = None
-        if credential is not None and vault_url:
+        if credential is not None and vault_url and not opts.errors:
             client = _secret_client(ctx, vault_url, credential, login.ca_cert, verify_resource, api_version, opts)
         opts.done()
         return cls(ctx, vault_url, client, credential, consumed)
@@ -206,10 +207,10 @@ class AzureKeyVaultProvider(Provider):
         before any request."""
         if not NAME_RE.match(sid.path):
             raise ProviderConfigError(
-                f"{sid}: {sid.path!r} is not a Key Vault secret name (1-127 letters, digits and '-')")
+                f"{sid.path!r} is not a Key Vault secret name (1-127 letters, digits and '-')")
         if sid.version is not None and not VERSION_RE.match(sid.version):
             raise ProviderConfigError(
-                f"{sid}: {sid.version!r} is not a Key Vault version id (32 hexadecimal digits)")
+                f"{sid.version!r} is not a Key Vault version id (32 hexadecimal digits)")
         return sid.path
 
     def consumed_env(self) -> Tuple[str, ...]:
@@ -338,12 +339,18 @@ def _secret_client(ctx: ProviderContext, vault_url: str, credential: Any, ca_cer
                    verify_resource: bool, api_version: Optional[str], opts: OptionReader) -> Optional[SecretClient]:
     # One session shared by every thread, its pool as large as our concurrency
     # (requests' default of 10 would open and drop sockets under 16 threads).
-    # urllib3 retries nothing: attempts are the resolver's.
+    # urllib3 retries nothing: attempts are the resolver's. ``trust_env`` is
+    # off because requests would rescan the environment for proxies and read
+    # ~/.netrc on every request (a sixth of its CPU time); the same settings
+    # are read once, from secretrun's environment.
     session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(_proxies(ctx.environ, vault_url))
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=AzureKeyVaultProvider.max_concurrency,
                           max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     session.mount("https://", adapter)
-    transport = RequestsTransport(session=session, session_owner=True, **_transport_options(ctx, ca_cert))
+    ca_bundle = ca_cert or ctx.environ.get("REQUESTS_CA_BUNDLE") or ctx.environ.get("CURL_CA_BUNDLE") or None
+    transport = RequestsTransport(session=session, session_owner=True, **_transport_options(ctx, ca_bundle))
     extra: Dict[str, Any] = {}
     if api_version:
         known = [v.value for v in ApiVersion]
@@ -353,6 +360,31 @@ def _secret_client(ctx: ProviderContext, vault_url: str, credential: Any, ca_cer
         extra["api_version"] = api_version
     return SecretClient(vault_url, credential, transport=transport, retry_total=0,
                         verify_challenge_resource=verify_resource, **extra)
+
+
+def _proxies(environ: Mapping[str, str], url: str) -> Dict[str, str]:
+    """The proxy for ``url`` as requests would pick it from the environment:
+    ``https_proxy`` / ``HTTPS_PROXY`` (else ``all_proxy``), unless ``no_proxy``
+    names the host, a parent domain, ``host:port``, a CIDR block or ``*``."""
+    def get(key: str) -> str:
+        return environ.get(key) or environ.get(key.upper()) or ""
+
+    proxy = get("https_proxy") or get("all_proxy")
+    if not proxy:
+        return {}
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    with_port = f"{host}:{parts.port}" if parts.port else host
+    for entry in get("no_proxy").replace(" ", "").split(","):
+        if entry == "*":
+            return {}
+        if entry and is_ipv4_address(host) and is_valid_cidr(entry) and address_in_network(host, entry):
+            return {}
+        entry = entry.lstrip(".")
+        if entry and (entry in (host, with_port) or host.endswith("." + entry)
+                      or with_port.endswith("." + entry)):
+            return {}
+    return {"https": proxy}
 
 
 # --- errors: the one place SDK failures become ours ------------------------
