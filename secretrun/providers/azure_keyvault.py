@@ -269,11 +269,14 @@ def _credential(ctx: ProviderContext, login: _Login, opts: OptionReader) -> Tupl
     if login.authority:
         common["authority"] = login.authority
     entra = dict(common, disable_instance_discovery=login.disable_instance_discovery)
-    has_secret = bool(env.get("AZURE_CLIENT_SECRET") or env.get("AZURE_CLIENT_CERTIFICATE_PATH"))
     has_workload = bool(env.get("AZURE_FEDERATED_TOKEN_FILE"))
     kind = login.kind
     if kind == "default":
-        kind = "environment" if has_secret else "workload-identity" if has_workload else "default"
+        # As DefaultAzureCredential does: a half-configured one is skipped.
+        named = bool(login.tenant_id and login.client_id)
+        has_secret = bool(env.get("AZURE_CLIENT_SECRET") or env.get("AZURE_CLIENT_CERTIFICATE_PATH"))
+        kind = ("environment" if named and has_secret else
+                "workload-identity" if named and has_workload else "default")
     try:
         if kind == "environment":
             return _service_principal(env, login, entra, opts)
@@ -320,7 +323,7 @@ def _service_principal(env: Mapping[str, str], login: _Login, entra: Dict[str, A
     password = env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD")
     send_chain = env.get("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "").lower() in ("1", "true")
     credential = CertificateCredential(login.tenant_id, login.client_id, cert, password=password or None,
-                                             send_certificate_chain=send_chain, **entra)
+                                       send_certificate_chain=send_chain, **entra)
     return credential, (("AZURE_CLIENT_CERTIFICATE_PASSWORD",) if password else ())
 
 
