@@ -349,6 +349,10 @@ normalize = true
     assert "AZURE_CLIENT_SECRET" not in env and env["AZURE_CLIENT_ID"] == READER
     assert_no_canary(run.stdout, run.stderr)
 
+    debug = secretrun("--log-level", "debug", "-m", str(path), child=True, env=sp_env(azure))
+    assert debug.code == 0, debug
+    assert_no_canary(debug.stdout, debug.stderr)
+
     check = secretrun("check", "-m", str(path), "--format", "json", env=sp_env(azure))
     assert check.code == 0, check
     assert json.loads(check.stdout)["ok"] is True
