@@ -3,13 +3,14 @@
     python -m bench.azure [--secrets 50] [--rounds 5] [--rtt 0.020]
 
 The wire-level fake vault and Entra authority (``tests/servers/azure.py``)
-run in their own process, each behind a ``LatencyProxy`` adding the round
-trip. Each run builds a fresh provider, as one ``secretrun`` start does, and
+run in one process and the ``LatencyProxy`` in front of each (the 20 ms round
+trip) in another, so that only the client runs in this one. Each run builds a fresh provider, as one ``secretrun`` start does, and
 clears the SDK's process-wide challenge cache, so every run pays the bearer
 challenge, the token request and new TLS connections. Both modes go through
 the resolver's real ``fetch_all``; "sequential" is the same provider with
 ``max_concurrency = 1``. The table shows medians over the rounds, modes
-interleaved so drift hits both alike.
+interleaved so drift hits both alike; "cold" is the first resolution of a
+fresh provider, "warm" the same provider's second one.
 """
 
 from __future__ import annotations
@@ -34,55 +35,52 @@ from secretrun.resolve import fetch_all
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def serve(seed_path: str, rtt: float) -> None:
-    """The store side, in its own process so that neither the server nor the
-    proxies compete with the client for the GIL: the fake vault and authority,
-    each behind a latency proxy. Prints one JSON line, serves until stdin closes."""
-    from tests.servers.azure import AzureFake
-
-    with open(seed_path) as handle:
-        values = json.load(handle)
-    fake = AzureFake().start()
-    client_id, client_secret = "bench-client", "bench-client-secret"
-    fake.add_client(client_id, client_secret)
-    for name, value in values.items():
-        fake.set_secret(name, value)
-    vault = LatencyProxy("127.0.0.1", fake.vault_port, rtt).__enter__()
-    authority = LatencyProxy("127.0.0.1", int(fake.authority_host.rsplit(":", 1)[1]), rtt).__enter__()
-    try:
-        print(json.dumps({"vault_port": vault.port, "authority_port": authority.port,
-                          "ca_path": fake.ca_path, "tenant": fake.tenant, "client_id": client_id,
-                          "client_secret": client_secret}), flush=True)
-        sys.stdin.read()
-    finally:
-        fake.stop()
-        # The proxies' loops end with the process: stopping them with
-        # connections still open only makes asyncio print its complaints.
-        os._exit(0)
-
-
-def start_store(values: dict, rtt: float) -> tuple:
-    seed = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
-    json.dump(values, seed)
-    seed.close()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.azure", "--serve", seed.name, "--rtt", str(rtt)],
-                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+def _spawn(argv: list) -> tuple:
+    """A helper process that prints one JSON line, then serves until its stdin closes."""
+    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     line = proc.stdout.readline()
-    os.unlink(seed.name)
     if not line:
-        proc.kill()
-        raise SystemExit("the fake Key Vault did not start")
+        stop(proc)
+        raise SystemExit(f"{argv[0]} did not start")
     return proc, json.loads(line)
 
 
-def stop_store(proc: subprocess.Popen) -> None:
-    proc.stdin.close()   # the server exits when its stdin closes
+def stop(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+
+
+def proxies(ports: list, rtt: float) -> None:
+    """The network, in its own process: one latency proxy per port. A proxy
+    sharing a process (and its GIL) with the client or the server would add
+    its own scheduling delays to the round trip under concurrency."""
+    running = [LatencyProxy("127.0.0.1", int(port), rtt).__enter__() for port in ports]
+    print(json.dumps([proxy.port for proxy in running]), flush=True)
+    sys.stdin.read()
+    # The loops end with the process: stopping them with connections still
+    # open only makes asyncio print its complaints.
+    os._exit(0)
+
+
+def start_store(values: dict, rtt: float) -> tuple:
+    """The fake vault and authority, and the proxies in front of them: two
+    processes apart from this one, as the store and the network are."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as seed:
+        json.dump(values, seed)
+    try:
+        fake, info = _spawn(["tests.servers.azure", "--secrets", seed.name])
+    finally:
+        os.unlink(seed.name)
+    authority_port = int(info["authority_host"].rsplit(":", 1)[1])
+    net, ports = _spawn(["bench.azure", "--proxies", f"{info['vault_port']},{authority_port}",
+                         "--rtt", str(rtt)])
+    info.update(vault_port=ports[0], authority_port=ports[1])
+    return (net, fake), info
 
 
 def one_run(info: dict, sids: list, concurrency: int) -> tuple:
@@ -116,13 +114,13 @@ def main() -> None:
     parser.add_argument("--secrets", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rtt", type=float, default=0.020)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--proxies", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        return serve(args.serve, args.rtt)
+    if args.proxies:
+        return proxies(args.proxies.split(","), args.rtt)
     values = {f"bench-secret-{i:03d}": f"value-{i:03d}-" + "x" * 40 for i in range(args.secrets)}
     sids = [SecretId("kv", name) for name in values]
-    proc, info = start_store(values, args.rtt)
+    procs, info = start_store(values, args.rtt)
     modes = {"sequential": 1, "concurrent": AzureKeyVaultProvider.max_concurrency}
     times = {(mode, phase): [] for mode in modes for phase in ("cold", "warm")}
     try:
@@ -133,7 +131,8 @@ def main() -> None:
                 times[mode, "cold"].append(cold)
                 times[mode, "warm"].append(warm)
     finally:
-        stop_store(proc)
+        for proc in procs:
+            stop(proc)
     print(f"azure-keyvault: {args.secrets} secrets, {args.rtt * 1000:.0f} ms round trip, "
           f"median of {args.rounds} rounds")
     print("cold: a fresh provider (bearer challenge, token request, new TLS connections);")
