@@ -432,3 +432,18 @@ def test_proxy_settings_come_from_secretrun_environment(environ, expected):
     assert _proxies(environ, "https://my.vault.azure.net:443") == expected
     if "NO_PROXY" not in environ:
         assert _proxies({**environ, "NO_PROXY": "10.0.0.0/8"}, "https://10.1.2.3") == {}
+
+
+@pytest.mark.parametrize("kind", ["managed-identity", "azure-cli", "default"])
+def test_platform_credentials_are_built_without_consuming_anything(make, kind):
+    provider = make(environ={}, credential=kind, client_id="55555555-aaaa-4bbb-8ccc-000000000001")
+    assert provider.consumed_env() == ()
+
+
+def test_azure_cli_credential_without_the_cli_is_denied_with_the_reason(make):
+    import shutil
+
+    if shutil.which("az"):
+        pytest.skip("the Azure CLI is installed here")
+    provider = make(environ={"PATH": "/nonexistent"}, credential="azure-cli")
+    assert "Azure CLI" in refused(lambda: provider.fetch(sid("canary")), Denied)
