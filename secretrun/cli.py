@@ -1,0 +1,316 @@
+"""The click application: ``run``, ``check``, ``env``, ``init``.
+
+No business logic lives here: commands build ``launch.Options`` and call the
+library. Errors are turned into exit codes in one place, ``launch.report``.
+``secretrun [OPTIONS] -- COMMAND`` is routed to ``run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import List, Optional, Sequence
+
+import click
+
+from . import __version__
+from .errors import Kind, SecretrunError, UsageError
+from .launch import LOG_FORMATS, LOG_LEVELS, Options, report, run as run_options, split_assignment
+
+EPILOG = """\b
+Examples:
+  secretrun -- gunicorn app:app                  # ./secretrun.toml, then exec
+  secretrun -m /etc/app/secretrun.toml -p production -- ./server
+  secretrun --watch -- ./server                  # supervise; restart on rotation
+  secretrun check                                # resolve all, show status, no values
+  secretrun env --format dotenv                  # the environment, values masked
+  secretrun init --from-dotenv .env              # a manifest from a .env (names only)
+
+Exit codes: the command's own (128+N if killed by signal N); 2 bad usage;
+65 invalid value; 69 store unreachable; 77 access denied; 78 invalid
+manifest; 1 missing secret or other failure; 126/127 command not
+executable / not found.
+"""
+
+_VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
+                  "--from-dotenv", "--provider", "-o", "--output"}
+
+
+def _shared(func):
+    """The options every command takes (SPEC §2), with their environment variables."""
+    decorators = [
+        click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST",
+                     help="Manifest file [default: ./secretrun.toml]."),
+        click.option("-p", "--profile", metavar="NAME", envvar="SECRETRUN_PROFILE",
+                     help="Profile to apply over the base manifest."),
+        click.option("-e", "extra_env", metavar="NAME=VALUE", multiple=True,
+                     help="Extra variable; the value is a template, like a manifest value."),
+        click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+                     envvar="SECRETRUN_LOG_LEVEL", help="secretrun's own diagnostics [default: warning]."),
+        click.option("--log-format", type=click.Choice(LOG_FORMATS, case_sensitive=False),
+                     envvar="SECRETRUN_LOG_FORMAT", help="Diagnostics as text or JSON lines, on stderr."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _options(manifest, profile, extra_env, log_level, log_format, watch=None, argv=()) -> Options:
+    try:
+        pairs = tuple(split_assignment(e) for e in extra_env)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    return Options(manifest, profile, watch, pairs, (log_level or "").lower() or None,
+                   (log_format or "").lower() or None, tuple(argv))
+
+
+class SecretrunGroup(click.Group):
+    """Routes ``secretrun [OPTIONS] -- CMD`` to ``run``, and lets shared
+    options stand before the command name (``secretrun -m x check``)."""
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        if args and not any(a in ("--help", "-h", "--version") for a in args[:1]):
+            head = args[:args.index("--")] if "--" in args else args
+            i = 0
+            found = None
+            while i < len(head):
+                token = head[i]
+                if token in self.commands:
+                    found = i
+                    break
+                i += 2 if token in _VALUE_OPTIONS else 1
+            if found is None:
+                args = ["run", *args]
+            elif found > 0:
+                args = [args[found], *args[:found], *args[found + 1:]]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=SecretrunGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="secretrun")
+def app() -> None:
+    """Run a command with secrets from your stores in its environment.
+
+    A TOML manifest (secretrun.toml) maps variable names to references such
+    as ${vault:secret/app/db#url}; secretrun resolves them all, then replaces
+    itself with the command (or, with --watch, supervises it).
+    """
+
+
+@app.command(context_settings={"allow_interspersed_args": False},
+             epilog=EPILOG)
+@_shared
+@click.option("--watch/--no-watch", default=None, help="Supervise and react to rotation [default: settings.watch].")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run(manifest, profile, extra_env, log_level, log_format, watch, command) -> None:
+    """Resolve the manifest and run COMMAND with it: secretrun run -- COMMAND [ARG...]"""
+    if not command:
+        raise click.UsageError("no command given: secretrun [OPTIONS] -- COMMAND [ARG...]")
+    _exit(run_options(_options(manifest, profile, extra_env, log_level, log_format, watch, command)))
+
+
+_STATUS = {Kind.MISSING: "missing", Kind.INVALID: "invalid", Kind.UNAVAILABLE: "unavailable",
+           Kind.DENIED: "denied", Kind.MANIFEST: "error"}
+
+
+@app.command()
+@_shared
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
+    """Resolve every reference and show each variable's status; never values.
+
+    Exits 0 when everything resolves, else with the code of the problems."""
+    from .errors import ResolutionError
+    from .launch import open_session
+
+    opts = _options(manifest, profile, extra_env, log_level, log_format)
+    session = open_session(opts, deliver_files=False)
+    try:
+        result, problems = session.inspect()
+    finally:
+        session.close()
+    by_var = {}
+    for p in problems:
+        by_var.setdefault(p.variable, p)
+    rows = []
+    names = list(session.manifest.env) + [n for n in session.extras if n not in session.manifest.env]
+    imported = [n for n in result.managed if n not in names]
+    for name in names + imported:
+        var = session.manifest.env.get(name)
+        problem = by_var.get(name)
+        source = result.sources.get(name, "")
+        if problem is not None:
+            status, reference, provider = _STATUS[problem.kind], problem.reference or "", problem.provider or ""
+        elif name in result.sources or name in result.files:
+            status = "ok"
+            if source == "default":
+                status = "default"
+            elif source.startswith("fallback "):
+                status = "fallback"
+            reference = source if source.startswith("${") else ""
+            provider = reference[2:].split(":", 1)[0] if reference else ""
+        else:
+            status, reference, provider = "unset (optional)", "", ""
+        if var is not None and not reference:
+            from .template import refs
+
+            found = refs(var.template)
+            reference = ", ".join(r.text for r in found) if found else "literal"
+            provider = found[0].provider if found else ""
+        rows.append({"variable": name, "provider": provider, "reference": reference, "status": status,
+                     "version": result.versions.get(name), "file": bool(var and var.file)})
+    others = [p for p in problems if p.variable not in {r["variable"] for r in rows}]
+    if fmt == "json":
+        click.echo(json.dumps({"ok": not problems, "variables": rows,
+                               "problems": [{"kind": p.kind.name.lower(), "message": p.message,
+                                             "variable": p.variable, "provider": p.provider,
+                                             "reference": p.reference} for p in problems]}, indent=2))
+    else:
+        headers = ("VARIABLE", "PROVIDER", "REFERENCE", "STATUS", "VERSION")
+        table = [headers] + [(r["variable"], r["provider"], r["reference"], r["status"], r["version"] or "")
+                             for r in rows]
+        widths = [max(len(str(row[i])) for row in table) for i in range(len(headers))]
+        for row in table:
+            click.echo("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        for p in others:
+            click.echo(f"problem: {p}", err=True)
+    if problems:
+        error = ResolutionError(problems)
+        if fmt == "table":
+            report(error, opts.log_format)
+        sys.exit(error.code)
+
+
+def _quote_dotenv(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+@app.command()
+@_shared
+@click.option("--format", "fmt", type=click.Choice(["dotenv", "json", "shell"]), default="dotenv",
+              show_default=True)
+@click.option("--reveal", is_flag=True, help="Print the values themselves (they are masked otherwise).")
+def env(manifest, profile, extra_env, log_level, log_format, fmt, reveal) -> None:
+    """Print the variables the manifest sets (values masked unless --reveal).
+
+    Inherited variables are not printed; file = true variables are listed by
+    name only."""
+    import shlex
+
+    from .launch import open_session
+    from .logs import MASK
+
+    opts = _options(manifest, profile, extra_env, log_level, log_format)
+    session = open_session(opts, deliver_files=False)
+    try:
+        rendered = session.resolve()
+    finally:
+        session.close()
+    values = {}
+    for name in rendered.managed:
+        if name in rendered.files:
+            continue
+        values[name] = rendered.env[name] if reveal else MASK
+    if fmt == "json":
+        click.echo(json.dumps(values, indent=2))
+    else:
+        for name, value in values.items():
+            if fmt == "shell":
+                click.echo(f"export {name}={shlex.quote(value)}")
+            else:
+                click.echo(f"{name}={_quote_dotenv(value)}")
+        for name in rendered.files:
+            click.echo(f"# {name} is delivered as a file (file = true)")
+
+
+_SCAFFOLD_PROVIDERS = {
+    "dotenv": ('[providers.local]\ntype = "dotenv"\npath = "{dotenv}"\n', "local", "{name}"),
+    "vault": ('[providers.vault]\ntype = "vault"\naddress = "http://127.0.0.1:8200"   # or VAULT_ADDR\n',
+              "vault", "secret/{app}#{name}"),
+    "aws-secretsmanager": ('[providers.aws]\ntype = "aws-secretsmanager"\n# region = "eu-west-1"\n',
+                           "aws", "{app}#{name}"),
+    "aws-ssm": ('[providers.ssm]\ntype = "aws-ssm"\n', "ssm", "/{app}/{name}"),
+    "gcp-secretmanager": ('[providers.gcp]\ntype = "gcp-secretmanager"\n# project = "my-project"\n',
+                          "gcp", "{slug}"),
+    "azure-keyvault": ('[providers.azure]\ntype = "azure-keyvault"\nvault = "my-vault"\n', "azure", "{slug}"),
+    "file": ('[providers.files]\ntype = "file"\n# path = "/run/secrets"  # default: $CREDENTIALS_DIRECTORY or /run/secrets\n',
+             "files", "{lower}"),
+}
+
+
+@app.command()
+@click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST", default="secretrun.toml",
+              show_default=True, help="Where to write the manifest.")
+@click.option("--from-dotenv", "dotenv_path", metavar="PATH",
+              help="Take variable names (never values) from this .env file.")
+@click.option("--provider", type=click.Choice(sorted(_SCAFFOLD_PROVIDERS)), default=None,
+              help="Store the references point at [default: dotenv with --from-dotenv, else vault].")
+@click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
+def init(manifest, dotenv_path, provider, force) -> None:
+    """Write a starter manifest. Values are never copied into it."""
+    from .providers.dotenv import read_dotenv
+    from .errors import ProviderError
+
+    if os.path.exists(manifest) and not force:
+        raise click.ClickException(f"{manifest} already exists (use --force to overwrite)")
+    names: List[str] = []
+    if dotenv_path:
+        try:
+            names = list(read_dotenv(dotenv_path, "dotenv file"))
+        except ProviderError as exc:
+            raise click.ClickException(str(exc)) from None
+    provider = provider or ("dotenv" if dotenv_path else "vault")
+    block, pname, pattern = _SCAFFOLD_PROVIDERS[provider]
+    app_name = os.path.basename(os.path.abspath(os.path.dirname(manifest) or ".")) or "app"
+    rel = os.path.relpath(dotenv_path, os.path.dirname(os.path.abspath(manifest))) if dotenv_path else ".env"
+    lines = ["# secretrun manifest: variable names mapped to secret references.",
+             "# Reference: ${PROVIDER:PATH?version=V#FIELD}. Docs: README.md, 'secretrun --help'.",
+             "version = 1", "", "[settings]", "# watch = false", "# strict = false"]
+    if dotenv_path and provider != "dotenv":
+        lines.append(f'# fallback = "{rel}"   # laptop: unresolved variables come from this file')
+    lines += ["", block.format(dotenv=rel).rstrip(), "", "[env]"]
+    from .manifest import is_env_name
+
+    for name in names or ["DATABASE_URL"]:
+        if not is_env_name(name):
+            continue
+        ref = pattern.format(name=name, app=app_name, slug=name.lower().replace("_", "-"), lower=name.lower())
+        lines.append(f'{name} = "${{{pname}:{ref}}}"')
+    if not names:
+        lines.append('# LOG_LEVEL = "info"                        # a literal')
+        lines.append('# API_KEY = { value = "${vault:secret/app#api_key}", min_length = 32 }')
+    if dotenv_path and provider != "dotenv":
+        lines += ["", "[profiles.development]", f'settings.fallback = "{rel}"']
+    with open(manifest, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    click.echo(f"wrote {manifest} ({len(names) or 1} variable{'s' if len(names) != 1 else ''}, "
+               f"provider {provider}); check it with: secretrun check -m {manifest}")
+
+
+def _exit(code: int) -> None:
+    sys.exit(code)
+
+
+def main(args: Optional[Sequence[str]] = None) -> int:
+    """Run the click application; every error goes through ``launch.report``."""
+    try:
+        app.main(args=list(sys.argv[1:] if args is None else args), prog_name="secretrun",
+                 standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except SecretrunError as exc:
+        return report(exc)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001
+        return report(exc)

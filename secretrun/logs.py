@@ -1,0 +1,143 @@
+"""secretrun's own diagnostics: stderr, ``text`` or ``json``, names only.
+
+Messages are written by code that never formats a value into them; the
+``Redactor`` is the second line of defence: every resolved value is
+registered with it before anything is logged, and every line, ours or an
+SDK's, passes through it.
+
+The stdlib ``logging`` module is not imported on the exec path (it costs
+more than the rest of start-up); it is wired up by ``capture_stdlib()`` only
+when a network provider is built, so SDK loggers go through the same
+redaction and never below WARNING (botocore's DEBUG logs response bodies).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Iterable, Optional
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+MASK = "*****"
+# Shorter values would mask ordinary words in messages; values are never
+# formatted into messages in the first place, so this only narrows the net.
+MIN_MASKED = 4
+
+
+class Redactor:
+    def __init__(self) -> None:
+        self._values: set = set()
+        self._ordered: list = []
+        self._lock = threading.Lock()
+
+    def add(self, values: Iterable[Any]) -> None:
+        with self._lock:
+            for v in values:
+                if isinstance(v, bytes):
+                    try:
+                        v = v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        continue
+                if isinstance(v, str) and len(v) >= MIN_MASKED and v not in self._values:
+                    self._values.add(v)
+                    # Longest first, so a value containing another is masked whole.
+                    self._ordered = sorted(self._values, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for v in self._ordered:
+            if v in text:
+                text = text.replace(v, MASK)
+        return text
+
+
+class Logger:
+    def __init__(self, level: str = "warning", fmt: str = "text", stream=None) -> None:
+        self.level = LEVELS.get(level, 30)
+        self.fmt = fmt
+        self.stream = stream
+        self.redact = Redactor()
+        self._lock = threading.Lock()
+
+    def enabled(self, level: str) -> bool:
+        return LEVELS[level] >= self.level
+
+    def log(self, level: str, msg: str, **fields: Any) -> None:
+        if LEVELS[level] < self.level:
+            return
+        stream = self.stream or sys.stderr
+        if self.fmt == "json":
+            import json
+
+            record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+                      "level": level, "logger": fields.pop("logger", "secretrun"), "msg": msg}
+            record.update(fields)
+            line = json.dumps(record, default=str)
+        else:
+            extra = " ".join(f"{k}={v}" for k, v in fields.items())
+            line = f"secretrun: {level}: {msg}" + (f" ({extra})" if extra else "")
+        line = self.redact(line)
+        with self._lock:
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def debug(self, msg: str, **fields: Any) -> None:
+        self.log("debug", msg, **fields)
+
+    def info(self, msg: str, **fields: Any) -> None:
+        self.log("info", msg, **fields)
+
+    def warning(self, msg: str, **fields: Any) -> None:
+        self.log("warning", msg, **fields)
+
+    def error(self, msg: str, **fields: Any) -> None:
+        self.log("error", msg, **fields)
+
+
+_logger = Logger()
+_captured = False
+
+
+def get() -> Logger:
+    return _logger
+
+
+def configure(level: Optional[str] = None, fmt: Optional[str] = None) -> Logger:
+    if level:
+        _logger.level = LEVELS.get(level.lower(), 30)
+    if fmt:
+        _logger.fmt = fmt
+    return _logger
+
+
+def capture_stdlib() -> None:
+    """Route the stdlib ``logging`` tree (SDKs, our providers) through ours."""
+    global _captured
+    if _captured:
+        return
+    _captured = True
+    import logging
+
+    class _Bridge(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                msg = record.getMessage()
+            except Exception:
+                msg = str(record.msg)
+            level = "debug" if record.levelno < 20 else "info" if record.levelno < 30 else \
+                "warning" if record.levelno < 40 else "error"
+            name = record.name if record.name.startswith("secretrun") else f"secretrun ({record.name})"
+            if _logger.fmt == "json":
+                _logger.log(level, msg, logger=record.name)
+            else:
+                _logger.log(level, f"{name}: {msg}" if name != "secretrun" else msg)
+
+    root = logging.getLogger()
+    root.handlers[:] = [_Bridge()]
+    root.setLevel(logging.WARNING)
+    ours = logging.getLogger("secretrun")
+    ours.setLevel(min(_logger.level, logging.WARNING))
+    logging.captureWarnings(True)

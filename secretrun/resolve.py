@@ -1,0 +1,340 @@
+"""Resolution: providers built, secrets fetched once each, concurrently.
+
+``Session`` is one manifest with its providers and its latest ``Snapshot``
+(``SecretId -> Secret | ProviderError``: errors stay data until ``childenv``
+decides which variable they break). It is what the CLI, the Python API and
+the supervisor share.
+
+Fetching (``fetch_all``):
+- one request per ``SecretId`` however many variables use it (``#url`` and
+  ``#password`` of one secret are one fetch);
+- local stores (env, dotenv, file) inline; network stores in a thread pool
+  sized to the work, at most ``max_concurrency`` in flight per store, in
+  chunks of ``batch_size`` where the store has a batch verb;
+- ``Unavailable`` retried ``settings.retries`` times with exponential backoff
+  and full jitter; nothing else is retried.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
+
+from . import logs
+from .errors import Problem, ProviderConfigError, ProviderError, ResolutionError, Unavailable
+from .manifest import Manifest, Settings
+from .providers import load as load_provider
+from .providers.base import Provider, ProviderContext, Secret, SecretId
+from .template import Template, refs
+
+Outcome = Union[Secret, ProviderError]
+Snapshot = Dict[SecretId, Outcome]
+
+BACKOFF_BASE = 0.2
+BACKOFF_CAP = 5.0
+
+
+class Rendered(NamedTuple):
+    """A complete environment for the child, built from one snapshot."""
+
+    env: Dict[str, str]              # the child's whole environment
+    files: Dict[str, bytes]          # path -> content of every ``file = true`` variable
+                                     # (variable -> content when the session does not deliver files)
+    on_change: Dict[str, str]        # manifest variable -> restart | signal | ignore
+    values: frozenset                # every resolved secret value, for masking
+    sources: Dict[str, str]          # variable -> reference text or origin, for logs and ``check``
+    versions: Dict[str, Optional[str]]  # variable -> version of the secret it came from
+    managed: Tuple[str, ...]         # the variables secretrun set (not inherited)
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt)))
+
+
+def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float], None]) -> Any:
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Unavailable:
+            if attempt >= retries:
+                raise
+            sleep(_backoff(attempt))
+            attempt += 1
+
+
+def fetch_all(providers: Mapping[str, Provider], sids: Iterable[SecretId], retries: int = 3,
+              sleep: Callable[[float], None] = time.sleep) -> Snapshot:
+    """Fetch every id once; errors are returned, not raised."""
+    by_provider: Dict[str, List[SecretId]] = {}
+    for sid in dict.fromkeys(sids):
+        by_provider.setdefault(sid.provider, []).append(sid)
+    out: Snapshot = {}
+    tasks: List[Tuple[Provider, Tuple[SecretId, ...]]] = []
+    for name, ids in by_provider.items():
+        provider = providers[name]
+        if provider.local:
+            for sid in ids:
+                out[sid] = _fetch_one(provider, sid, retries, sleep)
+            continue
+        size = max(1, provider.batch_size)
+        for i in range(0, len(ids), size):
+            tasks.append((provider, tuple(ids[i:i + size])))
+    if not tasks:
+        return out
+    if len(tasks) == 1:
+        out.update(_run_task(*tasks[0], retries, sleep))
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    limits = {id(p): threading.BoundedSemaphore(max(1, p.max_concurrency)) for p, _ in tasks}
+
+    def run(task: Tuple[Provider, Tuple[SecretId, ...]]) -> Dict[SecretId, Outcome]:
+        provider, chunk = task
+        with limits[id(provider)]:
+            return _run_task(provider, chunk, retries, sleep)
+
+    workers = min(64, len(tasks), sum(max(1, p.max_concurrency) for p in {id(p): p for p, _ in tasks}.values()))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="secretrun-fetch") as pool:
+        for result in pool.map(run, tasks):
+            out.update(result)
+    return out
+
+
+def _fetch_one(provider: Provider, sid: SecretId, retries: int, sleep) -> Outcome:
+    try:
+        return _with_retries(lambda: provider.fetch(sid), retries, sleep)
+    except ProviderError as exc:
+        return exc
+    except Exception as exc:  # a provider bug must not become a traceback with values in it
+        return ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
+
+
+def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sleep) -> Dict[SecretId, Outcome]:
+    if len(chunk) == 1 or provider.batch_size <= 1:
+        return {sid: _fetch_one(provider, sid, retries, sleep) for sid in chunk}
+    pending = chunk
+    result: Dict[SecretId, Outcome] = {}
+    attempt = 0
+    while True:
+        try:
+            got = dict(provider.fetch_batch(pending))
+        except ProviderError as exc:
+            got = {sid: exc for sid in pending}
+        except Exception as exc:
+            err = ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
+            got = {sid: err for sid in pending}
+        result.update(got)
+        pending = tuple(s for s in pending if isinstance(got.get(s), Unavailable) or s not in got)
+        for sid in pending:
+            result.setdefault(sid, Unavailable(f"{sid} got no answer from a batch request"))
+        if not pending or attempt >= retries:
+            return result
+        sleep(_backoff(attempt))
+        attempt += 1
+
+
+# --- the session -----------------------------------------------------------------
+
+
+def _set_path(options: Dict[str, Any], path: Tuple[str, ...], value: Any) -> None:
+    node = options
+    for key in path[:-1]:
+        node[key] = dict(node[key])
+        node = node[key]
+    node[path[-1]] = value
+
+
+class Session:
+    """One manifest, its providers, and its latest resolution.
+
+    ``resolve()`` / ``refresh()`` return a ``Rendered`` or raise
+    ``ResolutionError`` with every problem. Providers are built on first use,
+    in dependency order (a provider's options may reference another
+    provider), and only for the stores the manifest uses.
+    """
+
+    def __init__(self, manifest: Manifest, extras: Optional[Mapping[str, Template]] = None,
+                 environ: Optional[Mapping[str, str]] = None, watch: bool = False,
+                 log: Optional[logs.Logger] = None, deliver_files: bool = True) -> None:
+        self.manifest = manifest
+        self.settings: Settings = manifest.settings
+        self.extras = dict(extras or {})
+        self.environ = dict(os.environ if environ is None else environ)
+        self.watch = watch
+        # False (``check``, ``env``): ``file = true`` values are kept by
+        # variable name in ``Rendered.files`` instead of being written out.
+        self.deliver_files = deliver_files
+        self.log = log or logs.get()
+        self.providers: Dict[str, Provider] = {}
+        self.provider_problems: Dict[str, Problem] = {}
+        self.snapshot: Snapshot = {}
+        self.rendered: Optional[Rendered] = None
+        self._delivery = None
+        self._lock = threading.Lock()
+
+    # -- providers --
+
+    def _provider(self, name: str, building: Tuple[str, ...] = ()) -> Optional[Provider]:
+        if name in self.providers:
+            return self.providers[name]
+        if name in self.provider_problems:
+            return None
+        cfg = self.manifest.providers.get(name)
+        ctx_type = cfg.type if cfg else "env"
+        ctx = ProviderContext(name, ctx_type, self.environ, self.manifest.base_dir, self.settings.timeout)
+        try:
+            cls = load_provider(ctx_type)
+            if not cls.local:
+                logs.capture_stdlib()
+            options: Dict[str, Any] = dict(cfg.options) if cfg else {}
+            for path, tpl in (cfg.templates if cfg else ()):
+                _set_path(options, path, self._render_option(name, path, tpl, building + (name,)))
+            provider = cls.from_config(ctx, options)
+        except ProviderError as exc:
+            self.provider_problems[name] = Problem(exc.kind, str(exc), provider=name,
+                                                   location=self.manifest.path)
+            return None
+        self.providers[name] = provider
+        return provider
+
+    def _render_option(self, name: str, path: Tuple[str, ...], tpl: Template, building: Tuple[str, ...]) -> str:
+        from .childenv import render_template
+
+        deps = {}
+        for ref in refs(tpl):
+            dep = self._provider(ref.provider, building)
+            if dep is None:
+                raise ProviderConfigError(f"providers.{name}.{'.'.join(path)} needs provider "
+                                          f"'{ref.provider}', which could not be set up")
+            deps[ref.provider] = dep
+        snap = fetch_all(deps, [r.secret_id for r in refs(tpl)], self.settings.retries)
+        value, error = render_template(tpl, snap)
+        if error is not None:
+            raise type(error)(f"providers.{name}.{'.'.join(path)}: {error}")
+        self.log.redact.add([value])
+        return value
+
+    def _wanted(self) -> List[SecretId]:
+        wanted: List[SecretId] = []
+        for var in self.manifest.env.values():
+            wanted += [r.secret_id for r in refs(var.template)]
+        for tpl in self.extras.values():
+            wanted += [r.secret_id for r in refs(tpl)]
+        for imp in self.manifest.imports:
+            wanted.append(imp.ref.secret_id._replace(tree=True))
+        return list(dict.fromkeys(wanted))
+
+    # -- resolution --
+
+    def _fetch(self, sids: List[SecretId]) -> Snapshot:
+        usable: Dict[str, Provider] = {}
+        for name in dict.fromkeys(s.provider for s in sids):
+            provider = self._provider(name)
+            if provider is not None:
+                usable[name] = provider
+        return fetch_all(usable, [s for s in sids if s.provider in usable], self.settings.retries)
+
+    def resolve(self) -> Rendered:
+        """Fetch everything and build the child's environment."""
+        with self._lock:
+            self.snapshot = self._fetch(self._wanted())
+            return self._render()
+
+    def refresh(self) -> Rendered:
+        """Re-resolve for polling: secrets whose provider offers a cheap
+        ``probe`` are refetched only when the probe says their version moved."""
+        with self._lock:
+            wanted = self._wanted()
+            stale = []
+            for sid in wanted:
+                old = self.snapshot.get(sid)
+                provider = self.providers.get(sid.provider)
+                if provider is None or not isinstance(old, Secret) or old.version is None:
+                    stale.append(sid)
+                    continue
+                try:
+                    token = provider.probe(sid)
+                except ProviderError as exc:
+                    self.snapshot[sid] = exc
+                    continue
+                if token is None or token != old.version:
+                    stale.append(sid)
+            fresh = self._fetch(stale)
+            # Keep last good values for secrets whose store failed: the
+            # supervisor decides what an outage means, from the problems.
+            failures = {sid: out for sid, out in fresh.items() if isinstance(out, ProviderError)}
+            self.snapshot.update({sid: out for sid, out in fresh.items() if not isinstance(out, ProviderError)})
+            if failures:
+                problems = [Problem(exc.kind, str(exc), provider=sid.provider, reference=str(sid))
+                            for sid, exc in failures.items()]
+                raise ResolutionError(problems, title="could not refresh secrets")
+            return self._render()
+
+    def _build(self):
+        from .childenv import build
+
+        consumed: List[str] = []
+        for provider in self.providers.values():
+            consumed += provider.consumed_env()
+        result = build(self.manifest, self.extras, self.snapshot, self.environ, tuple(consumed),
+                       skip_providers=set(self.provider_problems))
+        self.log.redact.add(result.values)
+        return result, list(self.provider_problems.values()) + list(result.problems)
+
+    def inspect(self):
+        """Resolve without raising, for ``check``: the ``ChildEnv`` (values
+        included, so never print it whole) and every problem."""
+        with self._lock:
+            self.snapshot = self._fetch(self._wanted())
+            return self._build()
+
+    def _render(self) -> Rendered:
+        result, problems = self._build()
+        if problems:
+            raise ResolutionError(problems)
+        env = dict(result.env)
+        files: Dict[str, bytes] = {}
+        if result.files:
+            files = self._deliver(result.files, env) if self.deliver_files else dict(result.files)
+        self.rendered = Rendered(env, files, result.on_change, frozenset(result.values), result.sources,
+                                 result.versions, result.managed)
+        return self.rendered
+
+    def _deliver(self, contents: Mapping[str, bytes], env: Dict[str, str]) -> Dict[str, bytes]:
+        from . import deliver
+
+        if self._delivery is None:
+            self._delivery = deliver.for_mode(self.watch, self.settings.file_dir)
+        paths = self._delivery.place(contents)
+        env.update(paths)
+        return {paths[name]: data for name, data in contents.items()}
+
+    # -- supervision hooks --
+
+    def keepalive(self) -> None:
+        for provider in list(self.providers.values()):
+            provider.keepalive()
+
+    def next_expiry(self) -> Optional[float]:
+        return None
+
+    def revoke_leases(self) -> None:
+        for sid, out in self.snapshot.items():
+            if isinstance(out, Secret) and out.lease is not None and sid.provider in self.providers:
+                try:
+                    self.providers[sid.provider].revoke(out.lease)
+                except ProviderError as exc:
+                    self.log.warning(f"could not revoke a lease: {exc}", provider=sid.provider)
+
+    def close(self) -> None:
+        for provider in self.providers.values():
+            try:
+                provider.close()
+            except Exception:
+                pass
+        if self._delivery is not None:
+            self._delivery.close()
