@@ -127,7 +127,6 @@ class _Name(NamedTuple):
 # asked (``{what}``, ``{where}``), never from the SDK's text, which may quote
 # requests or responses. First match wins.
 _ERRORS: Tuple[Tuple[Tuple[type, ...], type, str], ...] = (
-    ((api_errors.NotFound,), NotFound, "{what} does not exist (or has no such version)"),
     ((api_errors.PermissionDenied,), Denied,
      "permission denied on {what} (or it does not exist): the credentials need "
      "roles/secretmanager.secretAccessor on it"),
@@ -145,10 +144,17 @@ _ERRORS: Tuple[Tuple[Tuple[type, ...], type, str], ...] = (
 )
 
 
-def _translate(exc: BaseException, what: str, where: str, timeout: float) -> ProviderError:
-    """Any exception of the SDK, gRPC or google-auth → one of our errors."""
+def _translate(exc: BaseException, what: Any, where: str, timeout: float) -> ProviderError:
+    """Any exception of the SDK, gRPC or google-auth → one of our errors.
+    ``what`` is the ``_Name`` asked for, or a description."""
     if isinstance(exc, ProviderError):
         return exc
+    if isinstance(exc, api_errors.NotFound):
+        if isinstance(what, _Name) and what.version != "latest":
+            return NotFound(f"secret {what.secret_name} has no version {what.version} (or does not exist)")
+        if isinstance(what, _Name):
+            return NotFound(f"secret {what.secret_name} does not exist or has no versions")
+        return NotFound(f"{what} does not exist")
     if isinstance(exc, auth_errors.RefreshError) and _transient(exc):
         return Unavailable(f"{where} cannot be reached for {what}")
     if isinstance(exc, api_errors.FailedPrecondition):
@@ -318,7 +324,7 @@ class GcpSecretManagerProvider(Provider):
             # retry UNAVAILABLE and RESOURCE_EXHAUSTED for 60 s on its own.
             response = client.access_secret_version(name=name.version_name, retry=None, timeout=self.ctx.timeout)
         except Exception as exc:  # noqa: BLE001 - no SDK type may escape
-            raise _translate(exc, str(name), where, self.ctx.timeout) from None
+            raise _translate(exc, name, where, self.ctx.timeout) from None
         raw = type(response).pb(response)
         data = raw.payload.data
         if raw.payload.HasField("data_crc32c") and raw.payload.data_crc32c != crc32c(data):
