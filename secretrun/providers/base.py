@@ -218,6 +218,23 @@ class OptionReader:
                 f"provider '{self.ctx.name}' (type {self.ctx.type}): " + "; ".join(self.errors))
 
 
+def read_local(path: str, what: str = "file") -> bytes:
+    """A local file's bytes, with the ways it can fail mapped to our errors
+    (a missing file is not found; a directory or unreadable file is the
+    manifest's mistake)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise NotFound(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ProviderConfigError(f"{what} {path} is a directory, not a file") from None
+    except PermissionError:
+        raise ProviderConfigError(f"{what} {path} is not readable (permission denied)") from None
+    except OSError as exc:
+        raise ProviderConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
+
+
 # --- structured values --------------------------------------------------------
 
 
