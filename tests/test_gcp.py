@@ -476,6 +476,38 @@ def test_adc_from_the_metadata_server(adc, manifest, secretrun):
     no_leak(run.stdout, run.stderr)
 
 
+def test_adc_from_a_service_account_key_file(adc, manifest, secretrun, tmp_path):
+    """GOOGLE_APPLICATION_CREDENTIALS names a key: the client signs its own
+    JWT (the key's token_uri, a closed port here, is never asked) and the
+    project is the key's."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    metadata, store, env = adc
+    store.reset()
+    store.put("key-proj", "db", CANARY)
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({
+        "type": "service_account", "project_id": "key-proj", "private_key_id": "k1", "private_key": pem,
+        "client_email": "app@key-proj.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": f"http://127.0.0.1:{free_port()}/token"}))
+    adc_manifest(manifest, store)
+    store.token = None
+    try:
+        run = secretrun(child=True, env={**env, "GOOGLE_APPLICATION_CREDENTIALS": str(key)})
+    finally:
+        store.token = metadata.token
+    assert run.code == 0, run
+    assert run.child_env["DB"] == CANARY
+    [authorization] = store.authorizations
+    claims = authorization.removeprefix("Bearer ").split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+    assert claims["iss"] == "app@key-proj.iam.gserviceaccount.com"
+    no_leak(run.stdout, run.stderr)
+
+
 def test_adc_refused_and_missing_credentials_exit_77(adc, manifest, secretrun, tmp_path):
     metadata, store, env = adc
     store.reset()
@@ -514,3 +546,50 @@ def test_the_sdk_is_imported_only_when_used(manifest, tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "secretrun.toml")], capture_output=True,
                          text=True, timeout=60, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "False", out
+
+
+def test_the_test_server_follows_the_reference(gcp_store):
+    """The fixture's own contract, through the real client: what `push` and
+    other tests will rely on."""
+    from google.api_core import exceptions as api
+
+    client = gcp_store.client()
+    parent = f"projects/{P}"
+    with pytest.raises(api.InvalidArgument):   # a global secret needs a replication policy
+        client.create_secret(request={"parent": parent, "secret_id": "s", "secret": {}})
+    with pytest.raises(api.InvalidArgument):
+        client.create_secret(request={"parent": parent, "secret_id": "bad.id",
+                                      "secret": {"replication": {"automatic": {}}}})
+    secret = client.create_secret(request={"parent": parent, "secret_id": "s",
+                                           "secret": {"replication": {"automatic": {}}}})
+    assert secret.name == f"{parent}/secrets/s"
+    with pytest.raises(api.AlreadyExists):
+        client.create_secret(request={"parent": parent, "secret_id": "s",
+                                      "secret": {"replication": {"automatic": {}}}})
+    with pytest.raises(api.InvalidArgument):   # a checksum that does not match the data
+        client.add_secret_version(request={"parent": secret.name, "payload": {"data": b"x", "data_crc32c": 1}})
+    with pytest.raises(api.InvalidArgument):
+        client.add_secret_version(request={"parent": secret.name, "payload": {"data": b"x" * 65537}})
+    v1 = client.add_secret_version(request={"parent": secret.name,
+                                            "payload": {"data": b"one", "data_crc32c": crc32c(b"one")}})
+    v2 = client.add_secret_version(request={"parent": secret.name, "payload": {"data": b"two"}})
+    assert (v1.name, v1.state.name, v1.client_specified_payload_checksum) == (f"{secret.name}/versions/1",
+                                                                             "ENABLED", True)
+    assert not v2.client_specified_payload_checksum
+    access = client.access_secret_version(name=f"{secret.name}/versions/latest")
+    assert (access.name, access.payload.data, access.payload.data_crc32c) == (v2.name, b"two", crc32c(b"two"))
+    assert [v.name for v in client.list_secret_versions(parent=secret.name)] == [v2.name, v1.name]
+    assert client.disable_secret_version(name=v2.name).state.name == "DISABLED"
+    with pytest.raises(api.FailedPrecondition, match="is in DISABLED state"):
+        client.access_secret_version(name=f"{secret.name}/versions/latest", retry=None)
+    assert client.enable_secret_version(name=v2.name).state.name == "ENABLED"
+    destroyed = client.destroy_secret_version(name=v1.name)
+    assert destroyed.state.name == "DESTROYED" and destroyed.destroy_time
+    with pytest.raises(api.FailedPrecondition):   # DESTROYED is terminal
+        client.enable_secret_version(name=v1.name)
+    with pytest.raises(api.NotFound):
+        client.get_secret_version(name=f"{secret.name}/versions/3")
+    client.delete_secret(name=secret.name)
+    with pytest.raises(api.NotFound):
+        client.get_secret(name=secret.name)
+    client.transport.close()

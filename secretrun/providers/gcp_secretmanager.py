@@ -43,19 +43,20 @@ import grpc
 from google.api_core import exceptions as api_errors
 from google.api_core import gapic_v1
 from google.auth import exceptions as auth_errors
-from google.oauth2 import service_account
 from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 from google.cloud.secretmanager_v1.services.secret_manager_service.transports.grpc import (
     SecretManagerServiceGrpcTransport,
 )
+from google.oauth2 import service_account
 
 from .. import __version__
 from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
 from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, Value, as_mapping
 
-# HAZARD: at DEBUG (a root logger at DEBUG, or GOOGLE_SDK_PYTHON_LOGGING_SCOPE
-# set), the transport's logging interceptor writes every response payload,
-# that is the secret itself. Silence that one logger for good.
+# HAZARD: when the SDK's own logging is on (GOOGLE_SDK_PYTHON_LOGGING_SCOPE,
+# or a DEBUG level set on the "google" loggers), the transport's logging
+# interceptor writes every response payload, that is the secret itself, in
+# base64. Silence that one logger for good.
 logging.getLogger(SecretManagerServiceGrpcTransport.__module__).disabled = True
 
 _SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -264,8 +265,14 @@ class GcpSecretManagerProvider(Provider):
             raise self._auth_error
         if self._credentials is not None:
             return self._credentials
+        # The variable google-auth would read from os.environ, taken from ours
+        # (the Python API may pass its own environment); the rest of ADC as is.
+        explicit = self.ctx.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
         try:
-            credentials, self._adc_project = google.auth.default(scopes=_SCOPES)
+            if explicit:
+                credentials, self._adc_project = google.auth.load_credentials_from_file(explicit, scopes=_SCOPES)
+            else:
+                credentials, self._adc_project = google.auth.default(scopes=_SCOPES)
             # Refresh now, where a refusal has a type: inside a gRPC call it
             # becomes an opaque UNAVAILABLE from the auth plugin. Service
             # account keys are exempt: the client signs its own JWTs with them
@@ -336,6 +343,11 @@ class GcpSecretManagerProvider(Provider):
             return Secret(data.decode("utf-8"), version=version)
         except UnicodeDecodeError:
             return Secret(bytes(data), version=version)
+
+    def consumed_env(self) -> Tuple[str, ...]:
+        # Nothing: GOOGLE_APPLICATION_CREDENTIALS names a file, not a secret,
+        # and an app on Google Cloud needs the same ADC for its other APIs.
+        return ()
 
     def probe(self, sid: SecretId) -> Optional[str]:
         # Never GetSecretVersion: metadata reads have a 600/min quota per
