@@ -263,7 +263,9 @@ class GcpSecretManagerProvider(Provider):
         """ADC, found and refreshed once. A refusal is kept and raised again;
         a network failure is not kept, so a retry looks again."""
         if self._auth_error is not None:
-            raise self._auth_error
+            # A new instance each time: one exception object raised in
+            # several threads would share (and grow) one traceback.
+            raise type(self._auth_error)(str(self._auth_error))
         if self._credentials is not None:
             return self._credentials
         # The variable google-auth would read from os.environ, taken from ours
@@ -309,7 +311,10 @@ class GcpSecretManagerProvider(Provider):
                 client_options={"api_endpoint": endpoint} if endpoint != _DEFAULT_HOST else None,
                 transport=lambda **kw: SecretManagerServiceGrpcTransport(channel=_channel, **kw))
         except Exception as exc:  # noqa: BLE001 - mTLS setup errors and the like
-            raise _translate(exc, "the client", endpoint, self.ctx.timeout) from None
+            raise _translate(exc, "the client", self._where(location), self.ctx.timeout) from None
+
+    def _where(self, location: Optional[str]) -> str:
+        return f"Secret Manager at {self._host(location)}"
 
     def _host(self, location: Optional[str]) -> str:
         if self.endpoint:
@@ -325,7 +330,7 @@ class GcpSecretManagerProvider(Provider):
         text when it is UTF-8, else bytes; with ``sid.tree``, its JSON object.
         ``Secret.version`` is the version number the service resolved."""
         name = self._name(sid)
-        where = self._host(name.location)
+        where = self._where(name.location)
         client = self._client(name.location)
         try:
             # retry=None: the resolver owns retries; the SDK's default would
@@ -367,7 +372,7 @@ class GcpSecretManagerProvider(Provider):
             data = bytes(value)
         if len(data) > _MAX_PAYLOAD:
             raise InvalidSecret(f"{name}: a payload is at most 64 KiB, this one is {len(data)} bytes")
-        where = self._host(name.location)
+        where = self._where(name.location)
         client = self._client(name.location)
         call = {"retry": None, "timeout": self.ctx.timeout}
         add = {"parent": name.secret_name, "payload": {"data": data, "data_crc32c": crc32c(data)}}
