@@ -106,13 +106,9 @@ def main() -> None:
     n = args.secrets
 
     import secretrun
-
-    # Taken before ``secretrun.resolve`` the module is imported, which rebinds
-    # the package attribute of the same name.
-    api_resolve = secretrun.resolve
     from secretrun.providers.base import ProviderContext, SecretId
     from secretrun.providers.gcp_secretmanager import GcpSecretManagerProvider
-    from secretrun.resolve import fetch_all
+    from secretrun.resolver import fetch_all
 
     with store_process(n, args.rtt) as (port, counts), tempfile.TemporaryDirectory() as tmp:
         endpoint = f"127.0.0.1:{port}"
@@ -147,7 +143,7 @@ def main() -> None:
             + "".join(f'VAR_{i:03} = "${{gcp:secret-{i:03}}}"\n' for i in range(n)))
 
         def end_to_end() -> None:
-            env = api_resolve(str(manifest), environ={})
+            env = secretrun.resolve(str(manifest), environ={})
             if len(env) != n:
                 raise SystemExit(f"resolve gave {len(env)} variables, not {n}")
 

@@ -268,7 +268,7 @@ def test_versions_come_from_the_access_call_never_from_metadata(gcp, gcp_store):
 
 def test_session_refresh_sees_a_new_version(gcp_store, tmp_path):
     from secretrun.manifest import load
-    from secretrun.resolve import Session
+    from secretrun.resolver import Session
 
     gcp_store.put(P, "db", "one")
     path = tmp_path / "secretrun.toml"
