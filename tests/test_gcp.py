@@ -539,13 +539,19 @@ def test_adc_refused_and_missing_credentials_exit_77(adc, manifest, secretrun, t
     no_leak(run.stdout, run.stderr)
 
 
-def test_the_sdk_is_imported_only_when_used(manifest, tmp_path):
-    manifest('version = 1\n[env]\nA = "literal"\n')
+def test_the_sdk_is_imported_only_when_used(gcp_store, manifest, tmp_path):
+    gcp_store.put(P, "db", "x")
     code = ("import sys, secretrun; secretrun.resolve(sys.argv[1]); "
             "print(any(m.startswith(('google.cloud', 'grpc')) for m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "secretrun.toml")], capture_output=True,
-                         text=True, timeout=60, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)})
-    assert out.stdout.strip() == "False", out
+
+    def imported(env: str) -> str:
+        write_manifest(manifest, gcp_store.address, env)
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "secretrun.toml")], capture_output=True,
+                             text=True, timeout=60, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)})
+        return out.stdout.strip() or out.stderr
+
+    assert imported('[env]\nA = "literal"\n') == "False"   # declared, not used
+    assert imported('[env]\nA = "${gcp:db}"\n') == "True"
 
 
 def test_the_test_server_follows_the_reference(gcp_store):
