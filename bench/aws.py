@@ -77,13 +77,11 @@ def main() -> None:
     # would log each one as an error at exit.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
-    # Taken before ``secretrun.resolve`` the module is imported: the import
-    # rebinds the package attribute of the same name (see the report).
     api_resolve = secretrun.resolve
     from secretrun.providers.aws_secretsmanager import SecretsManagerProvider
     from secretrun.providers.aws_ssm import SsmProvider
     from secretrun.providers.base import ProviderContext, SecretId
-    from secretrun.resolve import fetch_all
+    from secretrun.resolver import fetch_all
 
     with tempfile.TemporaryDirectory() as tmp, MotoServer(Path(tmp)) as moto, \
             LatencyProxy("127.0.0.1", moto.port, rtt=args.rtt) as proxy:

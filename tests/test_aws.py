@@ -21,7 +21,7 @@ from secretrun.errors import Denied, InvalidSecret, NotFound, ProviderConfigErro
 from secretrun.providers.base import ProviderContext, Secret, SecretId, select_field
 from secretrun.providers.aws_secretsmanager import SecretsManagerProvider
 from secretrun.providers.aws_ssm import SsmProvider, parameter_name, variable_name
-from secretrun.resolve import fetch_all
+from secretrun.resolver import fetch_all
 from tests.aws_fixtures import FaultProxy, MotoServer, aws_test_environ, free_port
 from tests.conftest import CANARY, assert_no_canary
 
@@ -354,7 +354,7 @@ def test_probe_follows_rotation_with_describe_only(aws):
 
 def test_session_refresh_refetches_only_what_rotated(aws, manifest):
     from secretrun.manifest import load
-    from secretrun.resolve import Session
+    from secretrun.resolver import Session
 
     aws.sm.create_secret(Name="a", SecretString="a1")
     aws.sm.create_secret(Name="b", SecretString=json.dumps({"k": "b1"}))

@@ -439,3 +439,23 @@ def test_options_before_the_subcommand(manifest, secretrun, tmp_path):
     path = manifest("version = 1\n[env]\nA = 'x'\n", name="m.toml")
     assert secretrun("-m", str(path), "check").code == 0
     assert secretrun("run", "-m", str(path), "--", "true").code == 0
+
+
+def test_python_api_resolves_the_manifest_variables(app, tmp_path):
+    import secretrun
+
+    path = app("""
+        version = 1
+        [providers.local]
+        type = "dotenv"
+        [env]
+        PW = "${local:DB_PASSWORD}"
+        HOME_FROM = "${env:SOME_VAR}"
+    """)
+    for _ in range(2):  # twice: the function must stay callable
+        env = secretrun.resolve(str(path), environ={"SOME_VAR": "given"})
+        assert env == {"PW": CANARY, "HOME_FROM": "given"}
+    with pytest.raises(secretrun.ResolutionError) as info:
+        secretrun.resolve(str(path), environ={})
+    assert info.value.code == 1 and info.value.problems[0].variable == "HOME_FROM"
+    assert CANARY not in str(info.value)

@@ -75,3 +75,38 @@ def test_unknown_type_lists_valid_types():
 
     with pytest.raises(ProviderConfigError, match="Valid types: .*vault"):
         providers.load("hashivault")
+
+
+def test_missing_sdk_names_the_extra(monkeypatch):
+    from secretrun.errors import ProviderConfigError
+
+    monkeypatch.setitem(providers.BUILTIN, "vault", "secretrun_no_such_module:VaultProvider")
+    monkeypatch.delitem(providers._loaded, "vault", raising=False)
+    with pytest.raises(ProviderConfigError, match=r"pip install 'secretrun\[vault\]'"):
+        providers.load("vault")
+
+
+def test_crash_handler_shows_type_and_place_never_the_message(capsys):
+    from secretrun.launch import report
+
+    try:
+        {}["canary-value-in-a-key-error"]
+    except KeyError as exc:
+        code = report(exc)
+    err = capsys.readouterr().err
+    assert code == 1 and "internal error: KeyError at test_launch.py" in err
+    assert "canary-value-in-a-key-error" not in err
+
+
+def test_unreadable_dotenv_is_a_clear_error(manifest, secretrun, tmp_path):
+    (tmp_path / "env-dir").mkdir()
+    manifest("""
+        version = 1
+        [providers.local]
+        type = "dotenv"
+        path = "env-dir"
+        [env]
+        A = "${local:A}"
+    """)
+    run = secretrun("--", "true")
+    assert run.code == 78 and "env-dir is a directory, not a file" in run.stderr

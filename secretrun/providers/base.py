@@ -111,7 +111,10 @@ class Provider:
     #: without starting a thread pool.
     local: ClassVar[bool] = False
     #: Most secrets ``fetch_batch`` takes in one call; 1 means no batch verb.
-    batch_size: ClassVar[int] = 1
+    #: Read at every resolution, so an instance may lower it (to 1 when the
+    #: store refuses the batch verb, say); ids a batch leaves unanswered are
+    #: fetched one by one.
+    batch_size: int = 1
     #: Most requests in flight to this store at once.
     max_concurrency: ClassVar[int] = 16
 

@@ -7,7 +7,7 @@ import time
 
 from secretrun.errors import Denied, NotFound, Unavailable
 from secretrun.providers.base import Provider, ProviderContext, Secret, SecretId
-from secretrun.resolve import fetch_all
+from secretrun.resolver import fetch_all
 
 
 class FakeProvider(Provider):
