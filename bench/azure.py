@@ -30,7 +30,7 @@ from azure.keyvault.secrets._shared import http_challenge_cache
 from bench.latency_proxy import LatencyProxy
 from secretrun.providers.azure_keyvault import AzureKeyVaultProvider
 from secretrun.providers.base import ProviderContext, SecretId
-from secretrun.resolve import fetch_all
+from secretrun.resolver import fetch_all
 
 ROOT = Path(__file__).resolve().parent.parent
 

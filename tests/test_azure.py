@@ -164,13 +164,15 @@ def test_rejected_token_is_denied(make, azure):
     assert "HTTP 401" in refused(lambda: provider.fetch(sid("canary")), Denied)
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
-def test_throttling_and_server_errors_are_unavailable_and_not_retried_by_the_sdk(make, azure, status):
+@pytest.mark.parametrize("status, retry_after", [(429, 7), (500, None), (503, 0)])
+def test_throttling_and_server_errors_are_unavailable_and_not_retried_by_the_sdk(make, azure, status, retry_after):
     provider = make()
     provider.fetch(sid("canary"))   # signed in; the fault hits the read itself
     azure.reset()
-    azure.fail(status, name="canary", retry_after=0)
-    assert f"HTTP {status}" in refused(lambda: provider.fetch(sid("canary")), Unavailable)
+    azure.fail(status, name="canary", retry_after=retry_after)
+    with pytest.raises(Unavailable) as info:
+        provider.fetch(sid("canary"))
+    assert f"HTTP {status}" in str(info.value) and info.value.retry_after == retry_after
     assert azure.count("GET", "/secrets/canary") == 1   # the resolver retries, not the SDK
     assert provider.fetch(sid("canary")).value == CANARY
 
@@ -395,7 +397,7 @@ def test_cli_unreachable_vault_is_69(azure, kv, manifest, secretrun):
 
 def test_session_refresh_probes_then_refetches_only_what_moved(azure, kv, manifest, make):
     from secretrun.manifest import load
-    from secretrun.resolve import Session
+    from secretrun.resolver import Session
 
     writer = make(environ=sp_env(azure, WRITER, WRITER_SECRET))
     writer.write(sid("rotating"), "v1")

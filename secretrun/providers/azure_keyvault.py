@@ -435,8 +435,18 @@ def _vault_refusal(exc: HttpResponseError, what: str, where: str, writing: bool)
     if status == 401:
         return Denied(f"{where} refused the token presented for {what} ({label})")
     if status == 429 or status >= 500:
-        return Unavailable(f"{where} could not serve {what} ({label})")
+        return Unavailable(f"{where} could not serve {what} ({label})", retry_after=_retry_after(exc))
     return InvalidSecret(f"{where} refused the request for {what} ({label})")
+
+
+def _retry_after(exc: HttpResponseError) -> Optional[float]:
+    """Key Vault's ``Retry-After`` in seconds (throttling sends one); an
+    HTTP-date or garbage counts as none."""
+    try:
+        seconds = float(exc.response.headers.get("Retry-After", ""))
+    except (TypeError, ValueError):
+        return None
+    return seconds if 0 <= seconds < 3600 else None
 
 
 def _error_codes(exc: HttpResponseError) -> Tuple[Optional[str], Optional[str]]:
