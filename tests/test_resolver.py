@@ -3,6 +3,8 @@ batching, retries. Providers here are fakes of the interface; every real
 provider is tested against its real store in its own module."""
 
 import threading
+
+import pytest
 import time
 
 from secretrun.errors import Denied, NotFound, Unavailable
@@ -164,3 +166,23 @@ def test_retry_after_is_the_least_wait():
     sleeps = []
     snap = fetch_all({"fake": FakeProvider(handler)}, ids(1), sleep=sleeps.append)
     assert snap[SecretId("fake", "s0")].value == "ok" and sleeps and sleeps[0] >= 7.5
+
+
+def test_a_malformed_reference_fetches_nothing(manifest):
+    from secretrun.errors import ProviderConfigError, ResolutionError
+    from secretrun.manifest import load
+    from secretrun.resolver import Session
+
+    class Picky(FakeProvider):
+        def check(self, sid):
+            if "bad" in sid.path:
+                raise ProviderConfigError(f"{sid.path!r} is not a name this store can hold")
+
+    store = Picky(lambda sid: Secret("v"))
+    path = manifest('version = 1\n[env]\nA = "${env:good}"\nB = "${env:bad name}"\n')
+    loaded, extras = load(str(path))
+    session = Session(loaded, extras, {"good": "1"})
+    session.providers["env"] = store
+    with pytest.raises(ResolutionError) as info:
+        session.resolve()
+    assert info.value.code == 78 and store.calls == []

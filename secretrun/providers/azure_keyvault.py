@@ -40,7 +40,7 @@ import re
 import socket
 import ssl
 import threading
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -153,23 +153,19 @@ class AzureKeyVaultProvider(Provider):
             return Secret(as_mapping(value, what), version)
         return Secret(value, version)
 
-    def probe(self, sid: SecretId) -> Optional[str]:
-        """The version id a fetch would read now.
+    def probe(self, sid: SecretId) -> Union[str, Secret, None]:
+        """The secret as it is now, for polling.
 
         Key Vault has no properties-only read of a secret's latest version
-        (listing versions is paged and unordered), so this is one GET of the
-        secret, as costly as a fetch; the value it carries is dropped here and
-        only the version id is returned. A pinned version never changes
-        (versions are immutable), so it costs nothing.
+        (listing versions is paged and unordered), so the cheapest check is
+        the read itself: its ``Secret`` is returned and the resolver keeps it,
+        so a poll costs one GET, not a probe and then a fetch. A pinned
+        version never changes (versions are immutable), so it costs nothing.
         """
-        name = self.check(sid)
         if sid.version is not None:
+            self.check(sid)
             return sid.version
-        try:
-            secret = self._first_alone(lambda: self._client.get_secret(name))
-        except Exception as exc:  # noqa: BLE001
-            raise _translate(exc, _what(sid), self.vault_url) from None
-        return secret.properties.version
+        return self.fetch(sid)
 
     def write(self, sid: SecretId, value: Value) -> Optional[str]:
         """Store ``value`` as the secret's new version; returns its version id."""
