@@ -32,7 +32,13 @@ class LatencyProxy:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        def stop() -> None:
+            # Cancel the open connections' tasks first, so none is destroyed pending.
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.call_later(0.05, self._loop.stop)
+
+        self._loop.call_soon_threadsafe(stop)
         self._thread.join(10)
 
     def _run(self) -> None:

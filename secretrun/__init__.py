@@ -33,7 +33,7 @@ def resolve(manifest: str = "secretrun.toml", profile: Optional[str] = None,
     import os
 
     from .manifest import load
-    from .resolve import Session
+    from .resolver import Session
 
     loaded, extras = load(manifest, profile)
     session = Session(loaded, extras, os.environ if environ is None else environ, watch=True)

@@ -98,7 +98,7 @@ def app() -> None:
     """
 
 
-@app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+@app.command(context_settings={"allow_interspersed_args": False},
              epilog=EPILOG)
 @_shared
 @click.option("--watch/--no-watch", default=None, help="Supervise and react to rotation [default: settings.watch].")

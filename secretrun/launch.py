@@ -99,7 +99,7 @@ def parse_fast(args: Sequence[str], environ=os.environ) -> Optional[Options]:
 def open_session(opts: Options, watch: bool = False, deliver_files: bool = True):
     from . import logs
     from .manifest import load
-    from .resolve import Session
+    from .resolver import Session
 
     log = logs.configure(opts.log_level, opts.log_format)
     manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
@@ -111,7 +111,7 @@ def run(opts: Options) -> int:
     only when supervising; exec does not return."""
     from . import logs
     from .manifest import load
-    from .resolve import Session
+    from .resolver import Session
 
     log = logs.configure(opts.log_level, opts.log_format)
     if not opts.argv:

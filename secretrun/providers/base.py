@@ -111,7 +111,10 @@ class Provider:
     #: without starting a thread pool.
     local: ClassVar[bool] = False
     #: Most secrets ``fetch_batch`` takes in one call; 1 means no batch verb.
-    batch_size: ClassVar[int] = 1
+    #: Read at every resolution, so an instance may lower it (to 1 when the
+    #: store refuses the batch verb, say); ids a batch leaves unanswered are
+    #: fetched one by one.
+    batch_size: int = 1
     #: Most requests in flight to this store at once.
     max_concurrency: ClassVar[int] = 16
 
@@ -216,6 +219,23 @@ class OptionReader:
         if self.errors:
             raise ProviderConfigError(
                 f"provider '{self.ctx.name}' (type {self.ctx.type}): " + "; ".join(self.errors))
+
+
+def read_local(path: str, what: str = "file") -> bytes:
+    """A local file's bytes, with the ways it can fail mapped to our errors
+    (a missing file is not found; a directory or unreadable file is the
+    manifest's mistake)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise NotFound(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ProviderConfigError(f"{what} {path} is a directory, not a file") from None
+    except PermissionError:
+        raise ProviderConfigError(f"{what} {path} is not readable (permission denied)") from None
+    except OSError as exc:
+        raise ProviderConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
 
 
 # --- structured values --------------------------------------------------------

@@ -12,28 +12,58 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, Mapping, Optional
 
-from ..errors import InvalidSecret, NotFound, ProviderConfigError
-from .base import OptionReader, Provider, ProviderContext, Secret, SecretId
+from ..errors import InvalidSecret, NotFound
+from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, read_local
+
+
+_PRIVATE = "secretrun._dotenv_parser"
+
+
+def _parser():
+    """python-dotenv's parser module, without running ``dotenv/__init__``.
+
+    The package's ``__init__`` imports ``dotenv.main`` (logging, tempfile,
+    ...), about 30 ms that every container start would pay for a parser that
+    needs only ``re``. ``dotenv/parser.py`` imports nothing of its package, so
+    it is loaded on its own, under a private name so that a later
+    ``import dotenv`` in the same process is not affected. Any surprise falls
+    back to the plain import.
+    """
+    import sys
+
+    module = sys.modules.get("dotenv.parser") or sys.modules.get(_PRIVATE)
+    if module is not None:
+        return module
+    try:
+        import importlib.util
+        import os
+
+        spec = importlib.util.find_spec("dotenv")
+        location = os.path.join(os.path.dirname(spec.origin), "parser.py")
+        pspec = importlib.util.spec_from_file_location(_PRIVATE, location)
+        module = importlib.util.module_from_spec(pspec)
+        pspec.loader.exec_module(module)
+        module.parse_stream  # noqa: B018 - the one name used
+    except Exception:
+        import dotenv.parser as module
+    else:
+        sys.modules[_PRIVATE] = module
+    return module
 
 
 def read_dotenv(path, what: str) -> Dict[str, Optional[str]]:
     """Parse a dotenv file, refusing unreadable files and lines python-dotenv
     cannot parse (it would only warn, and drop them)."""
-    from dotenv.parser import parse_stream
+    parse_stream = _parser().parse_stream
 
+    data = read_local(path, what)
     try:
-        with open(path, encoding="utf-8") as stream:
-            bindings = list(parse_stream(stream))
-    except FileNotFoundError:
-        raise NotFound(f"{what} {path} does not exist") from None
-    except IsADirectoryError:
-        raise ProviderConfigError(f"{what} {path} is a directory, not a file") from None
-    except PermissionError:
-        raise ProviderConfigError(f"{what} {path} is not readable (permission denied)") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidSecret(f"{what} {path} is not valid UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise ProviderConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    import io
+
+    bindings = list(parse_stream(io.StringIO(text)))
     bad = [str(b.original.line) for b in bindings if b.error]
     if bad:
         raise InvalidSecret(f"{what} {path}: cannot parse line {', '.join(bad)}")

@@ -22,8 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Optional
 
-from ..errors import InvalidSecret, NotFound, ProviderConfigError
-from .base import OptionReader, Provider, ProviderContext, Secret, SecretId
+from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, read_local
 
 _TRIMS = ("newline", "none", "whitespace")
 
@@ -62,19 +61,6 @@ class FileProvider(Provider):
             return data.strip()
         return data
 
-    def _read(self, path: str) -> bytes:
-        try:
-            with open(path, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            raise NotFound(f"file {path} does not exist") from None
-        except IsADirectoryError:
-            raise InvalidSecret(f"{path} is a directory, not a file") from None
-        except PermissionError:
-            raise ProviderConfigError(f"file {path} is not readable (permission denied)") from None
-        except OSError as exc:
-            raise InvalidSecret(f"file {path} cannot be read: {exc.strerror}") from None
-
     def fetch(self, sid: SecretId) -> Secret:
         path = self._path(sid)
         if sid.tree and os.path.isdir(path):
@@ -83,9 +69,9 @@ class FileProvider(Provider):
                 full = os.path.join(path, name)
                 if name.startswith(".") or not os.path.isfile(full):
                     continue
-                values[name] = _text_or_bytes(self._trimmed(self._read(full)))
+                values[name] = _text_or_bytes(self._trimmed(read_local(full)))
             return Secret(values)
-        data = self._trimmed(self._read(path))
+        data = self._trimmed(read_local(path))
         return Secret(_text_or_bytes(data), version=_stamp(path))
 
     def probe(self, sid: SecretId) -> Optional[str]:

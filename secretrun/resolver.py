@@ -127,10 +127,13 @@ def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sle
         except Exception as exc:
             err = ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
             got = {sid: err for sid in pending}
-        result.update(got)
-        pending = tuple(s for s in pending if isinstance(got.get(s), Unavailable) or s not in got)
+        # Ids a batch left unanswered (a store that refused the batch verb,
+        # say) are read one by one, with their own retries.
         for sid in pending:
-            result.setdefault(sid, Unavailable(f"{sid} got no answer from a batch request"))
+            if sid not in got:
+                got[sid] = _fetch_one(provider, sid, retries, sleep)
+        result.update(got)
+        pending = tuple(s for s in pending if isinstance(got[s], Unavailable))
         if not pending or attempt >= retries:
             return result
         sleep(_backoff(attempt))

@@ -1,0 +1,152 @@
+"""The fetch engine with function-backed providers: dedupe, concurrency,
+batching, retries. Providers here are fakes of the interface; every real
+provider is tested against its real store in its own module."""
+
+import threading
+import time
+
+from secretrun.errors import Denied, NotFound, Unavailable
+from secretrun.providers.base import Provider, ProviderContext, Secret, SecretId
+from secretrun.resolver import fetch_all
+
+
+class FakeProvider(Provider):
+    type_name = "fake"
+
+    def __init__(self, handler, name="fake", batch_size=1, max_concurrency=16, delay=0.0):
+        super().__init__(ProviderContext(name, "fake"))
+        self.handler = handler
+        self.batch_size = batch_size
+        self.max_concurrency = max_concurrency
+        self.delay = delay
+        self.calls = []
+        self.in_flight = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def _enter(self, what):
+        with self.lock:
+            self.calls.append(what)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        time.sleep(self.delay)
+
+    def _leave(self):
+        with self.lock:
+            self.in_flight -= 1
+
+    def fetch(self, sid):
+        self._enter(sid)
+        try:
+            return self.handler(sid)
+        finally:
+            self._leave()
+
+    def fetch_batch(self, sids):
+        self._enter(sids)
+        try:
+            out = {}
+            for sid in sids:
+                try:
+                    out[sid] = self.handler(sid)
+                except Exception as exc:  # noqa: BLE001
+                    out[sid] = exc
+            return out
+        finally:
+            self._leave()
+
+
+def ids(n, provider="fake"):
+    return [SecretId(provider, f"s{i}") for i in range(n)]
+
+
+def no_sleep(_):
+    pass
+
+
+def test_each_secret_is_fetched_once():
+    p = FakeProvider(lambda sid: Secret(sid.path))
+    sids = ids(3) * 4
+    snap = fetch_all({"fake": p}, sids, sleep=no_sleep)
+    assert sorted(c.path for c in p.calls) == ["s0", "s1", "s2"]
+    assert snap[SecretId("fake", "s1")].value == "s1"
+
+
+def test_fetches_run_concurrently_within_the_store_limit():
+    p = FakeProvider(lambda sid: Secret("v"), delay=0.05, max_concurrency=5)
+    start = time.monotonic()
+    fetch_all({"fake": p}, ids(20), sleep=no_sleep)
+    elapsed = time.monotonic() - start
+    assert p.peak == 5
+    assert elapsed < 20 * 0.05 / 2  # far from sequential
+
+
+def test_batches_are_chunked_and_run_in_parallel():
+    p = FakeProvider(lambda sid: Secret("v"), batch_size=20, delay=0.02)
+    snap = fetch_all({"fake": p}, ids(45), sleep=no_sleep)
+    assert [len(c) for c in p.calls] == [20, 20, 5]
+    assert len(snap) == 45
+
+
+def test_transient_errors_are_retried_then_reported():
+    attempts = {}
+
+    def flaky(sid):
+        attempts[sid] = attempts.get(sid, 0) + 1
+        if sid.path == "down":
+            raise Unavailable("store down")
+        if attempts[sid] < 3:
+            raise Unavailable("blip")
+        return Secret("ok")
+
+    p = FakeProvider(flaky)
+    sleeps = []
+    snap = fetch_all({"fake": p}, [SecretId("fake", "blip"), SecretId("fake", "down")], retries=3,
+                     sleep=sleeps.append)
+    assert snap[SecretId("fake", "blip")].value == "ok"
+    assert isinstance(snap[SecretId("fake", "down")], Unavailable)
+    assert attempts[SecretId("fake", "down")] == 4  # one try and three retries
+    assert all(0 <= s <= 5 for s in sleeps)
+
+
+def test_permanent_errors_are_not_retried():
+    def handler(sid):
+        raise {"missing": NotFound, "denied": Denied}[sid.path](sid.path)
+
+    p = FakeProvider(handler)
+    snap = fetch_all({"fake": p}, [SecretId("fake", "missing"), SecretId("fake", "denied")], sleep=no_sleep)
+    assert len(p.calls) == 2
+    assert isinstance(snap[SecretId("fake", "missing")], NotFound)
+    assert isinstance(snap[SecretId("fake", "denied")], Denied)
+
+
+def test_batch_retries_only_what_failed_transiently():
+    seen = []
+
+    def handler(sid):
+        seen.append(sid.path)
+        if sid.path == "s1" and seen.count("s1") == 1:
+            raise Unavailable("throttled")
+        return Secret(sid.path)
+
+    p = FakeProvider(handler, batch_size=10)
+    snap = fetch_all({"fake": p}, ids(3), sleep=no_sleep)
+    assert [len(c) for c in p.calls] == [3, 1]
+    assert snap[SecretId("fake", "s1")].value == "s1"
+
+
+def test_a_provider_bug_becomes_an_error_without_its_message():
+    def handler(sid):
+        raise KeyError("the-secret-value")
+
+    snap = fetch_all({"fake": FakeProvider(handler)}, ids(1), sleep=no_sleep)
+    error = snap[SecretId("fake", "s0")]
+    assert "KeyError" in str(error) and "the-secret-value" not in str(error)
+
+
+def test_stores_are_fetched_in_parallel_with_each_other():
+    a = FakeProvider(lambda sid: Secret("a"), name="a", delay=0.2)
+    b = FakeProvider(lambda sid: Secret("b"), name="b", delay=0.2)
+    start = time.monotonic()
+    fetch_all({"a": a, "b": b}, ids(1, "a") + ids(1, "b"), sleep=no_sleep)
+    assert time.monotonic() - start < 0.35
