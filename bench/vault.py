@@ -9,10 +9,9 @@ Compared in the same run:
 - ``hvac sequential``: the baseline, a plain loop of
   ``client.secrets.kv.v2.read_secret_version`` on one hvac client;
 - ``hvac 8 threads``: the same reads from an 8-thread pool, for reference;
-- ``secretrun``: what ``secretrun.resolve()`` does, on a manifest with one
-  variable per secret: manifest loading, the core resolver's thread pool,
-  and the vault provider's preflight and reads. The ``Session`` is driven
-  directly so that each run's connections are closed at its end.
+- ``secretrun``: ``secretrun.resolve()`` of a manifest with one variable per
+  secret: manifest loading, the core resolver's thread pool, and the vault
+  provider's mount lookup and reads.
 
 Every run starts cold (a new client, new connections), as a container start
 does. Figures are medians; ``conns`` is how many TCP connections the run
@@ -38,8 +37,7 @@ from pathlib import Path
 
 import hvac
 
-from secretrun.manifest import load
-from secretrun.resolve import Session
+import secretrun
 from tests.vault_server import BaoServer, put_kv2
 
 SIZES = (1, 20, 100)
@@ -113,13 +111,8 @@ def write_manifest(directory: Path, n: int) -> Path:
 
 
 def secretrun_resolve(manifest: Path, environ: dict, n: int) -> None:
-    loaded, extras = load(str(manifest))
-    session = Session(loaded, extras, environ)
-    try:
-        rendered = session.resolve()
-    finally:
-        session.close()
-    assert len(rendered.managed) == n, len(rendered.managed)
+    env = secretrun.resolve(str(manifest), environ=environ)
+    assert len(env) == n, len(env)
 
 
 def measure(proxy: ProxyProcess, call, repeat: int):
