@@ -436,6 +436,18 @@ def test_keepalive_with_a_token_that_never_expires_does_nothing(bao):
     assert audit.paths() == ["auth/token/lookup-self"]
 
 
+def test_keepalive_reports_an_outage_as_unavailable(tmp_path):
+    with BaoServer(tmp_path / "keepalive") as server:
+        token = server.client().auth.token.create(ttl="60s")["auth"]["client_token"]
+        provider = build({"VAULT_ADDR": server.url, "VAULT_TOKEN": token}, timeout=2.0)
+        clock = provider.clock = Clock()
+        provider.keepalive()                        # learns the TTL
+        server.stop()
+        clock.now += 31
+        with pytest.raises(Unavailable, match="renewing the token: cannot connect"):
+            provider.keepalive()
+
+
 def test_keepalive_takes_a_rotated_token_from_its_file(bao, tmp_path):
     root = bao.server.client()
 
@@ -632,6 +644,13 @@ def test_every_option_problem_is_reported_at_once():
 def test_auth_validation(auth, message):
     with pytest.raises(ProviderConfigError, match=message):
         VaultProvider.from_config(ProviderContext("vault", "vault", {}, ".", 5.0), {"auth": auth})
+
+
+def test_certificate_files_must_exist(tmp_path):
+    with pytest.raises(ProviderConfigError) as err:
+        build({"VAULT_CACERT": str(tmp_path / "ca.pem")}, {"client_cert": "c.pem", "client_key": "k.pem"})
+    for what in ("'ca_cert'", "'client_cert'", "'client_key'"):
+        assert what in str(err.value)
 
 
 def test_address_defaults_and_timeouts():

@@ -31,6 +31,7 @@ since an error body may echo what was sent.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import threading
 import time
@@ -173,6 +174,9 @@ class VaultProvider(Provider):
         if bool(client_cert) != bool(client_key):
             opts.error("'client_cert' and 'client_key' go together")
         cert = (client_cert, client_key) if client_cert and client_key else None
+        for what, path in (("ca_cert", ca_cert), ("client_cert", client_cert), ("client_key", client_key)):
+            if path and not os.path.exists(path):
+                opts.error(f"'{what}' {path} does not exist")
 
         timeout = ctx.timeout
         if isinstance(options.get("timeout"), str):
@@ -448,14 +452,15 @@ class VaultProvider(Provider):
                 self._token_renewable = bool(data.get("renewable"))
             if not self._token_ttl or self.clock() - self._token_at < self._token_ttl / 2:
                 return
+            failure: Optional[ProviderError] = None
             if self._token_renewable:
                 try:
                     body = self._sdk(self._client.auth.token.renew_self, "renewing the token")
-                except ProviderError:
+                except ProviderError as exc:
                     # Revoked (403), expired, or past its max TTL, which Vault
                     # answers with a 500: log in again below. If the server is
                     # down, that login says so.
-                    body = None
+                    body, failure = None, exc
                 granted = (body or {}).get("auth") or {}
                 if granted:
                     self._token_at = self.clock()
@@ -465,13 +470,15 @@ class VaultProvider(Provider):
                     # near: a new login now beats an expired token later.
                     if not self._login_ttl or self._token_ttl >= self._login_ttl / 2:
                         return
-            self._relogin_locked()
+            self._relogin_locked(failure)
 
-    def _relogin_locked(self) -> None:
+    def _relogin_locked(self, failure: Optional[ProviderError] = None) -> None:
         old = self._client.adapter.token
         if self.auth.method == "token":
             token = self._read_token()
             if token == old:
+                if isinstance(failure, Unavailable):
+                    raise failure
                 raise Denied(f"the Vault token for {self.describe()} can no longer be renewed, "
                              "and its source holds no newer one")
             self._client.adapter.token = token
