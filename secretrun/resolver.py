@@ -54,15 +54,19 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt)))
 
 
+def _pause(attempt: int, error: Optional[Unavailable]) -> float:
+    return max(_backoff(attempt), getattr(error, "retry_after", None) or 0.0)
+
+
 def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float], None]) -> Any:
     attempt = 0
     while True:
         try:
             return call()
-        except Unavailable:
+        except Unavailable as exc:
             if attempt >= retries:
                 raise
-            sleep(_backoff(attempt))
+            sleep(_pause(attempt, exc))
             attempt += 1
 
 
@@ -136,7 +140,7 @@ def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sle
         pending = tuple(s for s in pending if isinstance(got[s], Unavailable))
         if not pending or attempt >= retries:
             return result
-        sleep(_backoff(attempt))
+        sleep(_pause(attempt, max((got[s] for s in pending), key=lambda e: getattr(e, "retry_after", 0) or 0)))
         attempt += 1
 
 

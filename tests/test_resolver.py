@@ -150,3 +150,17 @@ def test_stores_are_fetched_in_parallel_with_each_other():
     start = time.monotonic()
     fetch_all({"a": a, "b": b}, ids(1, "a") + ids(1, "b"), sleep=no_sleep)
     assert time.monotonic() - start < 0.35
+
+
+def test_retry_after_is_the_least_wait():
+    calls = []
+
+    def handler(sid):
+        calls.append(sid)
+        if len(calls) == 1:
+            raise Unavailable("quota", retry_after=7.5)
+        return Secret("ok")
+
+    sleeps = []
+    snap = fetch_all({"fake": FakeProvider(handler)}, ids(1), sleep=sleeps.append)
+    assert snap[SecretId("fake", "s0")].value == "ok" and sleeps and sleeps[0] >= 7.5
