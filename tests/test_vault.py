@@ -530,7 +530,8 @@ def test_rate_limited_is_unavailable(bao):
     root.sys.enable_secrets_engine("kv", path="limited", options={"version": "2"})
     put_kv2(root, "x", {"v": "1"}, mount="limited")
     # A mount of its own: quotas match mounts, and no other test reads this one.
-    root.write_data("sys/quotas/rate-limit/test-limit", data={"path": "limited/", "rate": 1})
+    root.write_data("sys/quotas/config", data={"enable_rate_limit_response_headers": True})
+    root.write_data("sys/quotas/rate-limit/test-limit", data={"path": "limited/", "rate": 1, "interval": "1m"})
     try:
         provider = make(bao)
         errors = []
@@ -541,8 +542,10 @@ def test_rate_limited_is_unavailable(bao):
                 errors.append(exc)
                 break
         assert errors and "rate limit exceeded (HTTP 429)" in str(errors[0])
+        assert errors[0].retry_after and errors[0].retry_after > 0     # Vault's Retry-After header
     finally:
         root.delete("sys/quotas/rate-limit/test-limit")
+        root.write_data("sys/quotas/config", data={"enable_rate_limit_response_headers": False})
 
 
 def test_sealed_then_stopped_server(tmp_path):

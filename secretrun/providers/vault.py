@@ -568,7 +568,8 @@ class VaultProvider(Provider):
                 if body.status_code == 204:
                     return {}
                 if not body.ok:
-                    error = _from_status(body.status_code, _json(body), what, self.describe(), login)
+                    error = _from_status(body.status_code, _json(body), what, self.describe(), login,
+                                         _retry_after(body))
                 else:
                     error = Unavailable(f"{what}: {self.describe()} did not answer with JSON")
             else:
@@ -608,9 +609,11 @@ _HVAC_STATUS: Dict[type, int] = {
 }
 
 
-def _from_status(status: int, body: Any, what: str, where: str, login: bool = False) -> ProviderError:
+def _from_status(status: int, body: Any, what: str, where: str, login: bool = False,
+                 retry_after: Optional[float] = None) -> ProviderError:
     """Map an HTTP error status to ours. Of the body, only KV v2's deletion
-    metadata and the word "sealed" are looked at; its text is never copied."""
+    metadata and the word "sealed" are looked at; its text is never copied.
+    ``retry_after`` (a 429's Retry-After) rides on ``Unavailable``."""
     cls, reason = _STATUS.get(status) or ((InvalidSecret, f"request refused (HTTP {status})") if 400 <= status < 500
                                           else (Unavailable, f"unexpected answer (HTTP {status or '?'})"))
     body = body if isinstance(body, dict) else {}
@@ -626,6 +629,8 @@ def _from_status(status: int, body: Any, what: str, where: str, login: bool = Fa
             return NotFound(f"{what}: version {meta.get('version')} was destroyed ({where})")
         if isinstance(meta, dict) and meta.get("deletion_time"):
             return NotFound(f"{what}: version {meta.get('version')} was deleted ({where})")
+    if cls is Unavailable:
+        return Unavailable(f"{what}: {reason} ({where})", retry_after=retry_after)
     return cls(f"{what}: {reason} ({where})")
 
 
@@ -644,6 +649,11 @@ def _translate(exc: BaseException, what: str, where: str, timeout: float, login:
     if isinstance(exc, requests.exceptions.RequestException):
         return Unavailable(f"{what}: request to {where} failed ({type(exc).__name__})")
     return Unavailable(f"{what}: {where} gave an answer that could not be read ({type(exc).__name__})")
+
+
+def _retry_after(response: requests.Response) -> Optional[float]:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.strip().isdigit() else None
 
 
 def _json(response: requests.Response) -> Any:
@@ -792,7 +802,10 @@ def _clean(path: str) -> str:
 
 
 def _copy(error: ProviderError) -> ProviderError:
-    return type(error)(*error.args)
+    copy = type(error)(*error.args)
+    if isinstance(error, Unavailable):
+        copy.retry_after = error.retry_after
+    return copy
 
 
 def _lease_version(lease: Lease) -> str:
