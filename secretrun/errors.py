@@ -148,10 +148,18 @@ class Denied(ProviderError):
 
 
 class Unavailable(ProviderError):
-    """Transient: connection refused, timeout, 5xx, throttling, sealed."""
+    """Transient: connection refused, timeout, 5xx, throttling, sealed.
+
+    ``retry_after`` (seconds) is the least the store asks to be left alone
+    (a Retry-After header, a per-minute quota); the resolver waits at least
+    that long before its next attempt."""
 
     kind = Kind.UNAVAILABLE
     retryable = True
+
+    def __init__(self, message: str = "", retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InvalidSecret(ProviderError):

@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from . import logs
-from .errors import Problem, ProviderConfigError, ProviderError, ResolutionError, Unavailable
+from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError, Unavailable
 from .manifest import Manifest, Settings
 from .providers import load as load_provider
 from .providers.base import Provider, ProviderContext, Secret, SecretId
@@ -54,15 +54,19 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt)))
 
 
+def _pause(attempt: int, error: Optional[Unavailable]) -> float:
+    return max(_backoff(attempt), getattr(error, "retry_after", None) or 0.0)
+
+
 def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float], None]) -> Any:
     attempt = 0
     while True:
         try:
             return call()
-        except Unavailable:
+        except Unavailable as exc:
             if attempt >= retries:
                 raise
-            sleep(_backoff(attempt))
+            sleep(_pause(attempt, exc))
             attempt += 1
 
 
@@ -136,7 +140,7 @@ def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sle
         pending = tuple(s for s in pending if isinstance(got[s], Unavailable))
         if not pending or attempt >= retries:
             return result
-        sleep(_backoff(attempt))
+        sleep(_pause(attempt, max((got[s] for s in pending), key=lambda e: getattr(e, "retry_after", 0) or 0)))
         attempt += 1
 
 
@@ -239,7 +243,16 @@ class Session:
             provider = self._provider(name)
             if provider is not None:
                 usable[name] = provider
-        return fetch_all(usable, [s for s in sids if s.provider in usable], self.settings.retries)
+        sids = [s for s in sids if s.provider in usable]
+        refused: Snapshot = {}
+        for sid in sids:
+            try:
+                usable[sid.provider].check(sid)
+            except ProviderError as exc:
+                refused[sid] = exc
+        if any(exc.kind == Kind.MANIFEST for exc in refused.values()):
+            return refused  # a malformed reference: nothing is fetched
+        return fetch_all(usable, sids, self.settings.retries)
 
     def resolve(self) -> Rendered:
         """Fetch everything and build the child's environment."""
@@ -264,7 +277,9 @@ class Session:
                 except ProviderError as exc:
                     self.snapshot[sid] = exc
                     continue
-                if token is None or token != old.version:
+                if isinstance(token, Secret):  # the probe was a read: no second request
+                    self.snapshot[sid] = token
+                elif token is None or token != old.version:
                     stale.append(sid)
             fresh = self._fetch(stale)
             # Keep last good values for secrets whose store failed: the

@@ -3,6 +3,8 @@ batching, retries. Providers here are fakes of the interface; every real
 provider is tested against its real store in its own module."""
 
 import threading
+
+import pytest
 import time
 
 from secretrun.errors import Denied, NotFound, Unavailable
@@ -150,3 +152,37 @@ def test_stores_are_fetched_in_parallel_with_each_other():
     start = time.monotonic()
     fetch_all({"a": a, "b": b}, ids(1, "a") + ids(1, "b"), sleep=no_sleep)
     assert time.monotonic() - start < 0.35
+
+
+def test_retry_after_is_the_least_wait():
+    calls = []
+
+    def handler(sid):
+        calls.append(sid)
+        if len(calls) == 1:
+            raise Unavailable("quota", retry_after=7.5)
+        return Secret("ok")
+
+    sleeps = []
+    snap = fetch_all({"fake": FakeProvider(handler)}, ids(1), sleep=sleeps.append)
+    assert snap[SecretId("fake", "s0")].value == "ok" and sleeps and sleeps[0] >= 7.5
+
+
+def test_a_malformed_reference_fetches_nothing(manifest):
+    from secretrun.errors import ProviderConfigError, ResolutionError
+    from secretrun.manifest import load
+    from secretrun.resolver import Session
+
+    class Picky(FakeProvider):
+        def check(self, sid):
+            if "bad" in sid.path:
+                raise ProviderConfigError(f"{sid.path!r} is not a name this store can hold")
+
+    store = Picky(lambda sid: Secret("v"))
+    path = manifest('version = 1\n[env]\nA = "${env:good}"\nB = "${env:bad name}"\n')
+    loaded, extras = load(str(path))
+    session = Session(loaded, extras, {"good": "1"})
+    session.providers["env"] = store
+    with pytest.raises(ResolutionError) as info:
+        session.resolve()
+    assert info.value.code == 78 and store.calls == []

@@ -12,6 +12,7 @@ Optional verbs, each with a default here:
 - ``fetch_batch(sids)``: fetch several secrets in one call (AWS
   ``BatchGetSecretValue``, SSM ``GetParameters``). Used when ``batch_size > 1``;
   the resolver chunks to ``batch_size`` and runs chunks in parallel.
+- ``check(sid)``: refuse a malformed reference before anything is fetched.
 - ``probe(sid)``: a cheap version token for the supervisor's polling
   (Vault KV v2 ``current_version``, AWS ``DescribeSecret`` stages). ``None``
   means "no cheap probe: refetch and compare".
@@ -141,7 +142,16 @@ class Provider:
                 out[sid] = exc
         return out
 
-    def probe(self, sid: SecretId) -> Optional[str]:
+    def check(self, sid: SecretId) -> Any:
+        """Refuse a reference the store could never answer (a malformed name)
+        by raising ``ProviderConfigError``. Called for every reference before
+        anything is fetched, so a malformed reference fetches nothing."""
+        return None
+
+    def probe(self, sid: SecretId) -> Union[str, Secret, None]:
+        """A version token, compared with the ``Secret.version`` of the last
+        fetch; a ``Secret`` when the only cheap check is the read itself; None
+        when there is no cheap check."""
         return None
 
     def renew(self, lease: Lease) -> Optional[Lease]:

@@ -1,0 +1,151 @@
+"""Azure Key Vault: 50 secrets fetched concurrently against sequentially.
+
+    python -m bench.azure [--secrets 50] [--rounds 5] [--rtt 0.020]
+
+The wire-level fake vault and Entra authority (``tests/servers/azure.py``)
+run in one process and the ``LatencyProxy`` in front of each (the 20 ms round
+trip) in another, so that only the client runs in this one. Each run builds a fresh provider, as one ``secretrun`` start does, and
+clears the SDK's process-wide challenge cache, so every run pays the bearer
+challenge, the token request and new TLS connections. Both modes go through
+the resolver's real ``fetch_all``; "sequential" is the same provider with
+``max_concurrency = 1``. The table shows medians over the rounds, modes
+interleaved so drift hits both alike; "cold" is the first resolution of a
+fresh provider, "warm" the same provider's second one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from azure.keyvault.secrets._shared import http_challenge_cache
+
+from bench.latency_proxy import LatencyProxy
+from secretrun.providers.azure_keyvault import AzureKeyVaultProvider
+from secretrun.providers.base import ProviderContext, SecretId
+from secretrun.resolver import fetch_all
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _spawn(argv: list) -> tuple:
+    """A helper process that prints one JSON line, then serves until its stdin closes."""
+    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    line = proc.stdout.readline()
+    if not line:
+        stop(proc)
+        raise SystemExit(f"{argv[0]} did not start")
+    return proc, json.loads(line)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def proxies(ports: list, rtt: float) -> None:
+    """The network, in its own process: one latency proxy per port. A proxy
+    sharing a process (and its GIL) with the client or the server would add
+    its own scheduling delays to the round trip under concurrency."""
+    running = [LatencyProxy("127.0.0.1", int(port), rtt).__enter__() for port in ports]
+    print(json.dumps([proxy.port for proxy in running]), flush=True)
+    sys.stdin.read()
+    # The loops end with the process: stopping them with connections still
+    # open only makes asyncio print its complaints.
+    os._exit(0)
+
+
+def start_store(values: dict, rtt: float) -> tuple:
+    """The fake vault and authority, and the proxies in front of them: two
+    processes apart from this one, as the store and the network are."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as seed:
+        json.dump(values, seed)
+    try:
+        fake, info = _spawn(["tests.servers.azure", "--secrets", seed.name])
+    finally:
+        os.unlink(seed.name)
+    authority_port = int(info["authority_host"].rsplit(":", 1)[1])
+    net, ports = _spawn(["bench.azure", "--proxies", f"{info['vault_port']},{authority_port}",
+                         "--rtt", str(rtt)])
+    info.update(vault_port=ports[0], authority_port=ports[1])
+    return (net, fake), info
+
+
+def one_run(info: dict, sids: list, concurrency: int) -> tuple:
+    """(cold, warm) seconds: a fresh provider's first resolution of every id,
+    then the same provider's second one (token cached, connections pooled)."""
+    http_challenge_cache.clear()
+    environ = {"AZURE_TENANT_ID": info["tenant"], "AZURE_CLIENT_ID": info["client_id"],
+               "AZURE_CLIENT_SECRET": info["client_secret"],
+               "AZURE_AUTHORITY_HOST": f"https://127.0.0.1:{info['authority_port']}"}
+    ctx = ProviderContext("kv", "azure-keyvault", environ, ".", 10.0)
+    provider = AzureKeyVaultProvider.from_config(ctx, {
+        "vault_url": f"https://127.0.0.1:{info['vault_port']}", "ca_cert": info["ca_path"],
+        "verify_challenge_resource": False, "disable_instance_discovery": True})
+    provider.max_concurrency = concurrency
+    times = []
+    try:
+        for _ in range(2):
+            start = time.perf_counter()
+            snapshot = fetch_all({"kv": provider}, sids, retries=0)
+            times.append(time.perf_counter() - start)
+            failed = [out for out in snapshot.values() if not hasattr(out, "value")]
+            if failed:
+                raise SystemExit(f"{len(failed)} fetches failed, e.g. {failed[0]}")
+    finally:
+        provider.close()
+    return tuple(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.azure")
+    parser.add_argument("--secrets", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rtt", type=float, default=0.020)
+    parser.add_argument("--proxies", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.proxies:
+        return proxies(args.proxies.split(","), args.rtt)
+    values = {f"bench-secret-{i:03d}": f"value-{i:03d}-" + "x" * 40 for i in range(args.secrets)}
+    sids = [SecretId("kv", name) for name in values]
+    procs, info = start_store(values, args.rtt)
+    modes = {"sequential": 1, "concurrent": AzureKeyVaultProvider.max_concurrency}
+    times = {(mode, phase): [] for mode in modes for phase in ("cold", "warm")}
+    try:
+        one_run(info, sids[:2], 1)   # imports, server threads
+        for _ in range(args.rounds):
+            for mode, concurrency in modes.items():
+                cold, warm = one_run(info, sids, concurrency)
+                times[mode, "cold"].append(cold)
+                times[mode, "warm"].append(warm)
+    finally:
+        for proc in procs:
+            stop(proc)
+    print(f"azure-keyvault: {args.secrets} secrets, {args.rtt * 1000:.0f} ms round trip, "
+          f"median of {args.rounds} rounds")
+    print("cold: a fresh provider (bearer challenge, token request, new TLS connections);")
+    print("warm: the same provider again (token cached, connections pooled)")
+    print(f"{'phase':<6} {'mode':<12} {'in flight':>9} {'median':>9} {'best':>9} {'vs sequential':>14}")
+    for phase in ("cold", "warm"):
+        base = statistics.median(times["sequential", phase])
+        for mode, concurrency in modes.items():
+            runs = times[mode, phase]
+            median = statistics.median(runs)
+            print(f"{phase:<6} {mode:<12} {concurrency:>9} {median * 1000:>7.0f}ms {min(runs) * 1000:>7.0f}ms "
+                  f"{base / median:>13.1f}x")
+
+
+if __name__ == "__main__":
+    main()
