@@ -8,10 +8,11 @@ Both supervise the same tiny child (``sh`` that logs its start time, then
 - **bao agent**: ``exec`` stanza + ``env_template`` reading a KV v2 secret
   from an OpenBao dev server (``bao server -dev``), token auto-auth,
   ``static_secret_render_interval`` = the interval;
-- **secretrun --watch**: the ``file`` provider over a secrets directory,
-  ``poll_interval`` = the interval. (The Vault provider is not on main yet;
-  a file is the store here. The agent's store is a local dev server, so
-  neither pays a network round trip worth counting.)
+- **secretrun --watch (vault)**: the ``vault`` provider reading the same
+  secret from the same server with the same token, ``poll_interval`` = the
+  interval (a KV v2 metadata probe per poll, a read only on change);
+- **secretrun --watch (file)**: the ``file`` provider over a secrets
+  directory, for the supervisor without an SDK loaded.
 
 Measured: resident memory of the supervisor process while the child runs;
 time from launching the supervisor to the child running (median); time from
@@ -164,7 +165,9 @@ exec {{
 
 
 class Secretrun:
-    name = "secretrun"
+    """secretrun over the file provider; ``SecretrunVault`` over Vault."""
+
+    name = "secretrun-file"
 
     def __init__(self, work: Path, interval: float) -> None:
         self.work, self.interval = work, interval
@@ -176,22 +179,37 @@ class Secretrun:
         tmp.write_text(value)
         os.replace(tmp, self.dir / "secret")
 
+    def store(self) -> str:
+        return (f'[providers.files]\ntype = "file"\npath = "{self.dir}"\n'
+                '[env]\nSECRET = "${files:secret}"\n')
+
     def launch(self, script: str, starts: Path) -> subprocess.Popen:
-        manifest = self.work / "secretrun.toml"
+        manifest = self.work / f"{self.name}.toml"
         manifest.write_text(f'''version = 1
 [settings]
 watch = true
 poll_interval = "{int(self.interval * 1000)}ms"
-[providers.files]
-type = "file"
-path = "{self.dir}"
-[env]
-SECRET = "${{files:secret}}"
-''')
+{self.store()}''')
         env = dict(os.environ, STARTS=str(starts), PYTHONPATH=str(ROOT))
         return subprocess.Popen([sys.executable, "-m", "secretrun", "-m", str(manifest), "--",
                                  "/bin/sh", "-c", script], env=env, cwd=self.work,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class SecretrunVault(Secretrun):
+    name = "secretrun-vault"
+
+    def __init__(self, work: Path, bao: Bao, interval: float) -> None:
+        super().__init__(work, interval)
+        self.bao = bao
+
+    def change(self, value: str) -> None:
+        self.bao.put(value)
+
+    def store(self) -> str:
+        return (f'[providers.vault]\ntype = "vault"\naddress = "{self.bao.addr}"\n'
+                f'auth = {{ method = "token", token_file = "{self.work / "token"}" }}\n'
+                '[env]\nSECRET = "${vault:secret/app#value}"\n')
 
 
 def measure(tool, work: Path, args) -> dict:
@@ -259,25 +277,28 @@ def main() -> None:
         bao = Bao(work)
         try:
             agent = measure(Agent(work, bao, args.interval), work, args)
-            ours = measure(Secretrun(work, args.interval), work, args)
+            vault = measure(SecretrunVault(work, bao, args.interval), work, args)
+            files = measure(Secretrun(work, args.interval), work, args)
         finally:
             bao.close()
     med = statistics.median
     rows = [
-        ("supervisor RSS while the child runs (MiB)", med(agent["rss"]), med(ours["rss"])),
-        ("launch -> child running, median (s)", med(agent["start"]), med(ours["start"])),
-        ("change -> new child, median (s)", med(agent["change"]), med(ours["change"])),
-        ("change -> new child, max (s)", max(agent["change"]), max(ours["change"])),
+        ("supervisor RSS while the child runs (MiB)", [med(r["rss"]) for r in (agent, vault, files)]),
+        ("launch -> child running, median (s)", [med(r["start"]) for r in (agent, vault, files)]),
+        ("change -> new child, median (s)", [med(r["change"]) for r in (agent, vault, files)]),
+        ("change -> new child, max (s)", [max(r["change"]) for r in (agent, vault, files)]),
     ]
     print(f"watch mode, poll interval {args.interval:g}s, {args.starts} starts, {args.changes} changes each")
-    print(f"{'':44} {'bao agent':>10} {'secretrun':>10} {'ratio':>7}")
-    for label, a, b in rows:
-        print(f"{label:44} {a:10.3f} {b:10.3f} {b / a:7.2f}")
-    print(f"{'exit code, child exits 3 on SIGTERM':44} {agent['exit_sigterm']:10d} {ours['exit_sigterm']:10d}")
-    print(f"{'exit code, child killed by SIGKILL':44} {agent['exit_killed']:10d} {ours['exit_killed']:10d}")
+    print(f"{'':42} {'bao agent':>10} {'sr vault':>10} {'ratio':>6} {'sr file':>10} {'ratio':>6}")
+    for label, (a, v, f) in rows:
+        print(f"{label:42} {a:10.3f} {v:10.3f} {v / a:6.2f} {f:10.3f} {f / a:6.2f}")
+    for key, label in (("exit_sigterm", "exit code, child exits 3 on SIGTERM"),
+                       ("exit_killed", "exit code, child killed by SIGKILL")):
+        print(f"{label:42} {agent[key]:10d} {vault[key]:10d} {'':6} {files[key]:10d}")
     print("targets: RSS <= 0.5x agent; start < 0.3 s; change -> new child <= interval + 0.5 s; "
           "exit codes 3 and 137")
-    print("stores: the agent reads KV v2 from a local OpenBao dev server; secretrun reads the file provider")
+    print("the agent and 'sr vault' watch the same KV v2 secret on one local OpenBao dev server; "
+          "'sr file' reads the file provider")
 
 
 if __name__ == "__main__":

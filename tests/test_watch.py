@@ -374,3 +374,74 @@ def test_dotenv_rotation_restarts_the_child(tmp_path, watched):
     w.records.wait_starts(1)
     env_file.write_text(f"SECRET={NEW}\n")
     assert w.records.wait_starts(2, timeout=3)[1]["env"]["SECRET"] == NEW
+
+
+# --- end to end against a real OpenBao server -------------------------------------
+
+
+def vault_manifest(url: str, settings: dict = None) -> str:
+    provider = f'[providers.vault]\ntype = "vault"\naddress = "{url}"'
+    return manifest_text(Path("."), settings, env='SECRET = "${vault:secret/app#value}"', provider=provider)
+
+
+@pytest.fixture
+def openbao(tmp_path):
+    from tests.vault_server import BaoServer
+
+    server = BaoServer(tmp_path / "bao").start()
+    yield server
+    server.stop()
+
+
+def test_vault_rotation_restarts_the_child_with_the_new_value(tmp_path, openbao, watched):
+    from tests.vault_server import put_kv2
+
+    client = openbao.client()
+    put_kv2(client, "app", {"value": CANARY})
+    status = tmp_path / "status.json"
+    w = watched(vault_manifest(openbao.url, {"poll_interval": '"100ms"', "status_file": f'"{status}"'}),
+                env={"VAULT_TOKEN": openbao.token})
+    (first,) = w.records.wait_starts(1)
+    assert first["env"]["SECRET"] == CANARY and "VAULT_TOKEN" not in first["env"]
+
+    def polls():
+        try:
+            return json.loads(status.read_text()).get("polls", 0)
+        except (OSError, ValueError):
+            return 0
+
+    # A new version holding the same value is no change: polls go on, no restart.
+    put_kv2(client, "app", {"value": CANARY})
+    seen = polls()
+    wait_for(lambda: polls() >= seen + 5, 10, "five more polls")
+    assert len(w.records.starts()) == 1
+    put_kv2(client, "app", {"value": NEW})
+    starts = w.records.wait_starts(2)
+    assert starts[1]["env"]["SECRET"] == NEW
+    assert w.records.events(first["pid"]) == ["SIGTERM"]
+    assert "SECRET (${vault:secret/app#value}) changed" in w.wait_log("restarted the command")
+    w.send(signal.SIGTERM)
+    assert w.wait() == 143
+    assert len(w.records.starts()) == 2
+    assert_no_canary(w.stderr, w.stdout)
+    assert_no_canary(w.stderr, w.stdout, canary=NEW)
+
+
+def test_openbao_stopped_and_started_again_while_the_child_keeps_running(tmp_path, openbao, watched):
+    from tests.vault_server import put_kv2
+
+    put_kv2(openbao.client(), "app", {"value": CANARY})
+    w = watched(vault_manifest(openbao.url, {"poll_interval": '"100ms"'}),
+                env={"VAULT_TOKEN": openbao.token})
+    (first,) = w.records.wait_starts(1)
+    openbao.stop()
+    w.wait_log("keeps running on its last good values")
+    w.wait_log("refresh still failing", count=2)
+    # A dev server starts empty: the same token and port, the same value put back.
+    openbao.start()
+    put_kv2(openbao.client(), "app", {"value": CANARY})
+    w.wait_log("the stores answer again", timeout=20)
+    assert w.stderr.count("keeps running on its last good values") == 1
+    assert len(w.records.starts()) == 1 and w.records.events(first["pid"]) == []
+    assert w.alive()
+    assert_no_canary(w.stderr)
