@@ -331,6 +331,11 @@ class Plumbing:
             try:
                 self._saved_tty = termios.tcgetattr(0)
                 tty.setraw(0, termios.TCSANOW)
+                # Keep output processing: the command's output already went
+                # through its pty's, and our own log lines need \n -> \r\n.
+                mode = termios.tcgetattr(0)
+                mode[1] |= termios.OPOST
+                termios.tcsetattr(0, termios.TCSANOW, mode)
             except termios.error:
                 self._saved_tty = None
 
