@@ -130,6 +130,9 @@ def run(opts: Options) -> int:
             session.close()
     from .process import exec_replace
 
+    # Nothing of ours survives exec: log out of the stores now (a Vault login
+    # token would otherwise outlive the run by its whole TTL).
+    session.close_providers()
     exec_replace(opts.argv, rendered.env)
 
 

@@ -181,6 +181,7 @@ class Session:
         self.snapshot: Snapshot = {}
         self.rendered: Optional[Rendered] = None
         self._delivery = None
+        self._option_env: List[str] = []
         self._lock = threading.Lock()
 
     # -- providers --
@@ -213,6 +214,10 @@ class Session:
 
         deps = {}
         for ref in refs(tpl):
+            if ref.provider == "env":
+                # A credential a store read from our environment for its own
+                # login is not the child's business (unless [env] sets it).
+                self._option_env.append(ref.path)
             dep = self._provider(ref.provider, building)
             if dep is None:
                 raise ProviderConfigError(f"providers.{name}.{'.'.join(path)} needs provider "
@@ -295,7 +300,7 @@ class Session:
     def _build(self):
         from .childenv import build
 
-        consumed: List[str] = []
+        consumed: List[str] = list(self._option_env)
         for provider in self.providers.values():
             consumed += provider.consumed_env()
         result = build(self.manifest, self.extras, self.snapshot, self.environ, tuple(consumed),
@@ -348,11 +353,16 @@ class Session:
                 except ProviderError as exc:
                     self.log.warning(f"could not revoke a lease: {exc}", provider=sid.provider)
 
-    def close(self) -> None:
+    def close_providers(self) -> None:
+        """Release the stores (a Vault login token is revoked here); values
+        already delivered stay valid."""
         for provider in self.providers.values():
             try:
                 provider.close()
             except Exception:
                 pass
+
+    def close(self) -> None:
+        self.close_providers()
         if self._delivery is not None:
             self._delivery.close()

@@ -459,3 +459,17 @@ def test_python_api_resolves_the_manifest_variables(app, tmp_path):
         secretrun.resolve(str(path), environ={})
     assert info.value.code == 1 and info.value.problems[0].variable == "HOME_FROM"
     assert CANARY not in str(info.value)
+
+
+def test_credentials_read_for_a_store_login_stay_out_of_the_child(tmp_path, manifest, secretrun):
+    (tmp_path / "creds.env").write_text("A=1\n")
+    manifest("""
+        version = 1
+        [providers.local]
+        type = "dotenv"
+        path = "${env:DOTENV_PATH}"
+        [env]
+        A = "${local:A}"
+    """)
+    env = secretrun(child=True, env={"DOTENV_PATH": str(tmp_path / "creds.env")}).child_env
+    assert env["A"] == "1" and "DOTENV_PATH" not in env

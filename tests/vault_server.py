@@ -309,6 +309,9 @@ def configure(server: BaoServer, signer: Signer, token_review: FakeTokenReview,
     # AppRole: a short TTL so keepalive has something to renew; a max TTL so
     # renewal eventually stops extending it.
     sys_.enable_auth_method("approle")
+    # The tests log in with wrong secret ids on purpose; OpenBao's user lockout
+    # would then refuse the right one for a while, depending on timing.
+    root.write_data("sys/auth/approle/tune", data={"user_lockout_config": {"lockout_disable": True}})
     root.write_data("auth/approle/role/app", data={"token_policies": "app", "token_ttl": "60s",
                                                     "token_max_ttl": "10m"})
     root.write_data("auth/approle/role/app/role-id", data={"role_id": ROLE_ID})
