@@ -28,21 +28,20 @@ def resolve(manifest: str = "secretrun.toml", profile: Optional[str] = None,
     environment with ``include_inherited``). ``environ`` stands in for the
     process environment (``${env:...}``, provider defaults such as VAULT_ADDR).
     ``file = true`` variables are written to a private directory that lives
-    until the process exits; their values are the paths."""
-    import atexit
+    until the process exits (in-memory files on Linux); their values are the
+    paths."""
     import os
 
     from .manifest import load
     from .resolver import Session
 
     loaded, extras = load(manifest, profile)
-    session = Session(loaded, extras, os.environ if environ is None else environ, watch=True)
+    session = Session(loaded, extras, os.environ if environ is None else environ)
     try:
         rendered = session.resolve()
-    except BaseException:
-        session.close()
-        raise
-    atexit.register(session.close)
+    finally:
+        # The stores are released; delivered files stay until the process exits.
+        session.close_providers()
     if include_inherited:
         return dict(rendered.env)
     return {name: rendered.env[name] for name in rendered.managed if name in rendered.env}

@@ -63,9 +63,12 @@ class DirDelivery:
         os.chmod(self.directory, 0o700)
         self.cleanup = cleanup
 
-    def place(self, contents: Mapping[str, bytes]) -> Dict[str, str]:
+    def place(self, contents: Mapping[str, bytes], write: bool = True) -> Dict[str, str]:
+        """Each variable's path; the files are written unless ``write`` is
+        false (the supervisor writes them when it acts)."""
         paths = {name: os.path.join(self.directory, name) for name in contents}
-        write_files({paths[name]: data for name, data in contents.items()})
+        if write:
+            write_files({paths[name]: data for name, data in contents.items()})
         return paths
 
     def close(self) -> None:
@@ -79,7 +82,7 @@ class MemfdDelivery:
     def __init__(self) -> None:
         self.fds: Dict[str, int] = {}
 
-    def place(self, contents: Mapping[str, bytes]) -> Dict[str, str]:
+    def place(self, contents: Mapping[str, bytes], write: bool = True) -> Dict[str, str]:
         import fcntl
 
         paths = {}

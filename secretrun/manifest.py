@@ -50,6 +50,7 @@ class Settings(NamedTuple):
     revoke_on_exit: bool = False
     status_file: Optional[str] = None
     file_dir: Optional[str] = None     # where ``file = true`` values are written
+    debounce: Optional[float] = None   # watching: settle time before acting on a change
 
 
 class ProviderConfig(NamedTuple):
@@ -236,7 +237,7 @@ _SETTING_KINDS = {
     "inherit_env": "bool", "watch": "bool", "strict": "bool", "file_vars": "bool",
     "mask_output": "bool", "revoke_on_exit": "bool",
     "poll_interval": "duration", "kill_timeout": "duration", "splay": "duration",
-    "timeout": "duration", "max_stale": "duration",
+    "timeout": "duration", "max_stale": "duration", "debounce": "duration",
     "on_change": "on_change", "reload_signal": "signal", "stop_signal": "signal",
     "fallback": "str", "status_file": "str", "file_dir": "str", "retries": "int",
 }

@@ -182,6 +182,7 @@ class Session:
         self.rendered: Optional[Rendered] = None
         self._delivery = None
         self._option_env: List[str] = []
+        self._leases: Dict[SecretId, list] = {}
         self._lock = threading.Lock()
 
     # -- providers --
@@ -263,6 +264,7 @@ class Session:
         """Fetch everything and build the child's environment."""
         with self._lock:
             self.snapshot = self._fetch(self._wanted())
+            self._track_leases(self.snapshot)
             return self._render()
 
     def refresh(self) -> Rendered:
@@ -271,26 +273,31 @@ class Session:
         with self._lock:
             wanted = self._wanted()
             stale = []
+            expiring = self._expiring()
             for sid in wanted:
                 old = self.snapshot.get(sid)
                 provider = self.providers.get(sid.provider)
-                if provider is None or not isinstance(old, Secret) or old.version is None:
+                if provider is None or not isinstance(old, Secret) or sid in expiring:
                     stale.append(sid)
                     continue
                 try:
+                    # Every provider is asked, even without a version to compare:
+                    # a local store rereads its file here.
                     token = provider.probe(sid)
                 except ProviderError as exc:
                     self.snapshot[sid] = exc
                     continue
                 if isinstance(token, Secret):  # the probe was a read: no second request
                     self.snapshot[sid] = token
-                elif token is None or token != old.version:
+                elif token is None or old.version is None or token != old.version:
                     stale.append(sid)
             fresh = self._fetch(stale)
             # Keep last good values for secrets whose store failed: the
             # supervisor decides what an outage means, from the problems.
             failures = {sid: out for sid, out in fresh.items() if isinstance(out, ProviderError)}
-            self.snapshot.update({sid: out for sid, out in fresh.items() if not isinstance(out, ProviderError)})
+            good = {sid: out for sid, out in fresh.items() if not isinstance(out, ProviderError)}
+            self.snapshot.update(good)
+            self._track_leases(good)
             if failures:
                 problems = [Problem(exc.kind, str(exc), provider=sid.provider, reference=str(sid))
                             for sid, exc in failures.items()]
@@ -332,18 +339,56 @@ class Session:
 
         if self._delivery is None:
             self._delivery = deliver.for_mode(self.watch, self.settings.file_dir)
-        paths = self._delivery.place(contents)
+        # Watching, the supervisor writes the files when it (re)starts or
+        # signals the child: a file must not change under a running child
+        # before the supervisor has decided what a change means.
+        paths = self._delivery.place(contents, write=not self.watch)
         env.update(paths)
         return {paths[name]: data for name, data in contents.items()}
 
     # -- supervision hooks --
 
+    def _track_leases(self, snapshot: Mapping[SecretId, Outcome]) -> None:
+        now = time.time()
+        for sid, out in snapshot.items():
+            if isinstance(out, Secret) and out.lease is not None:
+                lease = out.lease
+                # [lease, renewed at, end for good (None while renewable)]
+                self._leases[sid] = [lease, now, None if lease.renewable else now + lease.duration]
+
+    def _expiring(self) -> set:
+        """Leased secrets that renewal can no longer extend and that end
+        within a minute plus two polls: refetched now, so the child can be
+        restarted on new credentials before the old ones stop working."""
+        horizon = time.time() + 60.0 + 2 * self.settings.poll_interval
+        return {sid for sid, (_, _, end) in self._leases.items() if end is not None and end <= horizon}
+
     def keepalive(self) -> None:
+        """Renew login tokens, and every lease past half its duration. A lease
+        that cannot be renewed, or whose renewal came back shorter (capped by
+        its max TTL), gets an end for good, which ``next_expiry`` reports."""
         for provider in list(self.providers.values()):
             provider.keepalive()
+        now = time.time()
+        for sid, record in list(self._leases.items()):
+            lease, renewed_at, end = record
+            provider = self.providers.get(sid.provider)
+            if end is not None or provider is None or now - renewed_at < lease.duration / 2:
+                continue
+            renewed = provider.renew(lease)
+            if renewed is None or not renewed.renewable:
+                record[2] = (now + renewed.duration) if renewed is not None else renewed_at + lease.duration
+            else:
+                if renewed.duration < lease.duration / 2:
+                    record[2] = now + renewed.duration
+                record[0], record[1] = renewed, now
+            self.log.info("renewed a lease" if renewed else "a lease cannot be renewed any further",
+                          reference=str(sid))
 
     def next_expiry(self) -> Optional[float]:
-        return None
+        """The earliest time (``time.time()``) a lease ends for good."""
+        ends = [end for _, _, end in self._leases.values() if end is not None]
+        return min(ends) if ends else None
 
     def revoke_leases(self) -> None:
         for sid, out in self.snapshot.items():

@@ -186,3 +186,44 @@ def test_a_malformed_reference_fetches_nothing(manifest):
     with pytest.raises(ResolutionError) as info:
         session.resolve()
     assert info.value.code == 78 and store.calls == []
+
+
+def test_leases_are_renewed_then_refetched_before_they_end(manifest, monkeypatch):
+    from secretrun import resolver
+    from secretrun.manifest import load
+    from secretrun.providers.base import Lease
+    from secretrun.resolver import Session
+
+    now = [1000.0]
+    monkeypatch.setattr(resolver.time, "time", lambda: now[0])
+    issued = []
+
+    class Leasing(FakeProvider):
+        renewals = []
+
+        def renew(self, lease):
+            self.renewals.append(lease.id)
+            # renewed once for the full 100 s, then capped at 30 s by its max TTL
+            return Lease(lease.id, 100.0 if len(self.renewals) == 1 else 30.0, True)
+
+    def handler(sid):
+        issued.append(sid)
+        return Secret(f"cred-{len(issued)}", version=f"lease-{len(issued)}",
+                      lease=Lease(f"id-{len(issued)}", 100.0, True))
+
+    store = Leasing(handler)
+    path = manifest('version = 1\n[settings]\npoll_interval = "10s"\n[env]\nCRED = "${env:db}"\n')
+    loaded, extras = load(str(path))
+    session = Session(loaded, extras, {})
+    session.providers["env"] = store
+    assert session.resolve().env["CRED"] == "cred-1"
+    session.keepalive()
+    assert store.renewals == []                      # not yet half way
+    now[0] += 60
+    session.keepalive()
+    assert store.renewals == ["id-1"] and session.next_expiry() is None
+    now[0] += 60
+    session.keepalive()                               # capped: an end for good
+    assert session.next_expiry() == now[0] + 30
+    assert session.refresh().env["CRED"] == "cred-2"  # refetched before it ends
+    assert session.next_expiry() is None

@@ -363,8 +363,6 @@ def test_max_stale_stops_the_child_and_exits_69(tmp_path, secrets_dir, watched):
     assert "max_stale" in w.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="core: Session.refresh() calls probe() only for secrets with a "
-                   "version, so the dotenv provider's per-resolution cache is never reset while watching")
 def test_dotenv_rotation_restarts_the_child(tmp_path, watched):
     env_file = tmp_path / "store.env"
     env_file.write_text(f"SECRET={CANARY}\n")
