@@ -443,3 +443,46 @@ def test_openbao_stopped_and_started_again_while_the_child_keeps_running(tmp_pat
     assert len(w.records.starts()) == 1 and w.records.events(first["pid"]) == []
     assert w.alive()
     assert_no_canary(w.stderr)
+
+
+def test_sd_notify_under_watch(tmp_path, secrets_dir, watched):
+    """Type=notify: READY once the child runs, RELOADING/READY around a restart,
+    STOPPING on shutdown, WATCHDOG pings; the child never sees NOTIFY_SOCKET."""
+    import socket as socketlib
+
+    sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM)
+    address = str(tmp_path / "notify.sock")
+    sock.bind(address)
+    sock.setblocking(False)
+    messages = []
+
+    def drain():
+        while True:
+            try:
+                data = sock.recv(4096).decode()
+            except OSError:
+                return messages
+            messages.append(dict(line.split("=", 1) for line in data.splitlines()))
+
+    def seen(key):
+        return [m for m in drain() if key in m]
+
+    try:
+        w = watched(manifest_text(secrets_dir), env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"})
+        (first,) = w.records.wait_starts(1)
+        assert "NOTIFY_SOCKET" not in first["env"]
+        wait_for(lambda: seen("READY"), what="READY=1")
+        assert seen("READY")[0]["MAINPID"] == str(w.pid)
+        wait_for(lambda: len(seen("WATCHDOG")) >= 2, what="watchdog pings")
+        (secrets_dir / "secret.tmp").write_text(NEW)
+        os.replace(secrets_dir / "secret.tmp", secrets_dir / "secret")
+        w.records.wait_starts(2)
+        wait_for(lambda: seen("RELOADING") and len(seen("READY")) >= 2, what="RELOADING then READY")
+        w.send(signal.SIGTERM)
+        w.wait()
+        wait_for(lambda: seen("STOPPING"), what="STOPPING=1")
+        order = [next(k for k in ("READY", "RELOADING", "STOPPING") if k in m) for m in messages
+                 if any(k in m for k in ("READY", "RELOADING", "STOPPING"))]
+        assert order[:3] == ["READY", "RELOADING", "READY"] and order[-1] == "STOPPING"
+    finally:
+        sock.close()
