@@ -49,6 +49,15 @@ class Run:
 
 
 @pytest.fixture
+def secrets_dir(tmp_path):
+    """A directory for the ``file`` provider, holding ``secret`` = CANARY."""
+    d = tmp_path / "secrets"
+    d.mkdir()
+    (d / "secret").write_text(CANARY)
+    return d
+
+
+@pytest.fixture
 def manifest(tmp_path):
     """Write a manifest (dedented) into a fresh directory and return its path."""
 

@@ -89,14 +89,6 @@ def test_no_value_survives_any_split(values, filler, cuts):
 
 
 @pytest.fixture
-def secrets_dir(tmp_path):
-    d = tmp_path / "secrets"
-    d.mkdir()
-    (d / "secret").write_text(CANARY)
-    return d
-
-
-@pytest.fixture
 def tty_run(tmp_path, secrets_dir):
     made = []
 

@@ -25,14 +25,6 @@ STANDARD = (1 << 31) - 1        # signals 1..31 in a SigIgn/SigBlk mask
 
 
 @pytest.fixture
-def secrets_dir(tmp_path):
-    d = tmp_path / "secrets"
-    d.mkdir()
-    (d / "secret").write_text(CANARY)
-    return d
-
-
-@pytest.fixture
 def watched(tmp_path, secrets_dir):
     made = []
 

@@ -233,14 +233,6 @@ def test_changed_variables_names_files_by_their_variable():
 
 
 @pytest.fixture
-def secrets_dir(tmp_path):
-    d = tmp_path / "secrets"
-    d.mkdir()
-    (d / "secret").write_text(CANARY)
-    return d
-
-
-@pytest.fixture
 def watched(tmp_path):
     made = []
 
