@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Set, Tuple, U
 from . import logs
 from .errors import InvalidSecret, Kind, NotFound, Problem, ProviderError
 from .manifest import EnvVar, Manifest
-from .providers.base import Secret, SecretId, as_mapping, render, select_field
+from .providers.base import SecretId, as_mapping, render, select_field
 from .template import Literal, Ref, Template
 
 # Values a strict manifest refuses from a store: defaults that were never changed.
@@ -268,7 +268,7 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
                 if fallback_error and settings.fallback:
                     message += f"; {fallback_error}"
                 elif fallback is not None:
-                    message += f"; not in the fallback file either"
+                    message += "; not in the fallback file either"
                 problems.append(Problem(error.kind, message, variable=name,
                                         provider=failed.provider if failed else None,
                                         reference=failed.text if failed else None))

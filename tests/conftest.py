@@ -95,3 +95,21 @@ def secretrun(tmp_path):
         return Run(proc, env_file)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def bao(tmp_path_factory):
+    """One real OpenBao dev server for the session, configured by
+    ``tests.vault_server.configure`` (KV v1/v2, AppRole, JWT, Kubernetes auth
+    with a local TokenReview, RabbitMQ leases)."""
+    from types import SimpleNamespace
+
+    from tests.vault_server import BaoServer, FakeRabbitMQ, FakeTokenReview, Signer, configure
+
+    base = tmp_path_factory.mktemp("bao")
+    signer = Signer()
+    audit = base / "audit.log"
+    with FakeTokenReview() as review, FakeRabbitMQ() as rabbit, BaoServer(base / "server", audit_log=audit) as server:
+        creds = configure(server, signer, review, rabbit)
+        yield SimpleNamespace(server=server, url=server.url, root=server.token, signer=signer, review=review,
+                              rabbit=rabbit, audit=audit, secret_id=creds["secret_id"], dir=base)

@@ -64,6 +64,32 @@ def test_kubernetes_example_manifest_is_valid(tmp_path):
     assert manifest.env["TLS_KEY"].file and manifest.env["TLS_KEY"].on_change == "signal"
 
 
+def test_kubernetes_example_checks_against_openbao(bao, tmp_path):
+    """The example's manifest, pointed at the test server: Kubernetes auth with
+    a service-account token (the test server's TokenReview accepts it) and a
+    secret volume laid out as the kubelet does (``..data`` links)."""
+    from tests.vault_server import service_account_claims
+
+    configmap = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "deployment.yaml").read_text()))[1]
+    token = bao.signer.sign(service_account_claims())
+    bao.review.accepted.add(token)
+    (tmp_path / "sa-token").write_text(token)
+    volume = tmp_path / "tls"
+    (volume / "..2026_11_25").mkdir(parents=True)
+    for name in ("tls.key", "tls.crt"):
+        (volume / "..2026_11_25" / name).write_text(f"{name} content\n")
+        os.symlink(f"..data/{name}", volume / name)
+    os.symlink("..2026_11_25", volume / "..data")
+    text = configmap["data"]["secretrun.toml"]
+    text = text.replace('role = "web" }', f'role = "app", token_file = "{tmp_path / "sa-token"}" }}')
+    text = text.replace("secret/web/db", "secret/app/db").replace('"/etc/tls"', f'"{volume}"')
+    (tmp_path / "secretrun.toml").write_text(text)
+    run = secretrun("check", "--format", "json", cwd=tmp_path, env={"VAULT_ADDR": bao.url})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {v["variable"]: v["status"] for v in json.loads(run.stdout)["variables"]} == {
+        "DATABASE_URL": "ok", "TLS_KEY": "ok", "TLS_CERT": "ok"}
+
+
 def test_systemd_example_manifest_is_valid():
     manifest, _ = load(str(ROOT / "systemd" / "example-app.toml"))
     assert manifest.providers["vault"].templates  # the secret id comes from the credentials directory

@@ -11,7 +11,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from secretrun import child
 from secretrun.supervise import EXIT_ON_CHANGE, Supervisor
 from tests.conftest import CANARY, assert_no_canary
-from tests.watch_fixtures import (CHILD_APP, PY, FakeLog, FakeSession, Records, Watched, children_of,
+from tests.watch_fixtures import (rotate, CHILD_APP, PY, FakeLog, FakeSession, Records, Watched, children_of,
                                   manifest_text, outage, proc_ppid, proc_state, rendered, settings,
                                   wait_for)
 
@@ -144,7 +143,7 @@ def test_more_sigterms_during_shutdown_do_not_kill_secretrun_first(watched):
 def test_a_restart_of_a_command_ignoring_the_stop_signal_kills_its_group(tmp_path, secrets_dir, watched):
     w = watched(["--ignore-term", "--orphan", "60"], {"kill_timeout": '"200ms"'})
     (c,) = w.records.wait_starts(1)
-    (secrets_dir / "secret").write_text(NEW)
+    rotate(secrets_dir / "secret", NEW)
     starts = w.records.wait_starts(2)
     assert starts[1]["env"]["SECRET"] == NEW
     assert proc_state(c["pid"]) is None and not child.group_alive(c["pgid"])

@@ -13,7 +13,6 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,22 +21,14 @@ from secretrun.providers import load
 from secretrun.providers.base import Lease, ProviderContext, SecretId, select_field
 from secretrun.providers.vault import K8S_TOKEN_FILE, VaultProvider, _from_status, _proxies
 from tests.conftest import CANARY, assert_no_canary
-from tests.vault_server import (ROLE_ID, BaoServer, FakeRabbitMQ, FakeTokenReview, Signer, audit_paths,
-                                configure, put_kv2, service_account_claims)
+from tests.vault_server import (ROLE_ID, BaoServer, Signer, audit_paths, put_kv2,
+                                service_account_claims)
 
 
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def bao(tmp_path_factory):
-    base = tmp_path_factory.mktemp("bao")
-    signer = Signer()
-    audit = base / "audit.log"
-    with FakeTokenReview() as review, FakeRabbitMQ() as rabbit, BaoServer(base / "server", audit_log=audit) as server:
-        creds = configure(server, signer, review, rabbit)
-        yield SimpleNamespace(server=server, url=server.url, root=server.token, signer=signer, review=review,
-                              rabbit=rabbit, audit=audit, secret_id=creds["secret_id"], dir=base)
+# ``bao``, the session's OpenBao server, is in conftest.py (the examples use it too).
 
 
 def make(bao, options=None, environ=None, base_dir=".", timeout=5.0) -> VaultProvider:

@@ -12,7 +12,7 @@ import pytest
 
 from secretrun.watch import Poller, changed_variables
 from tests.conftest import CANARY, assert_no_canary
-from tests.watch_fixtures import (FakeClock, FakeLog, Watched, manifest_text, outage, rendered,
+from tests.watch_fixtures import (rotate, FakeClock, FakeLog, Watched, manifest_text, outage, rendered,
                                   settings, wait_for)
 
 NEW = CANARY + "-rotated"
@@ -250,8 +250,7 @@ def test_file_rotation_restarts_the_child_with_the_new_value(tmp_path, secrets_d
     w = watched(manifest_text(secrets_dir))
     (first,) = w.records.wait_starts(1)
     assert first["env"]["SECRET"] == CANARY
-    (secrets_dir / "secret.tmp").write_text(NEW)
-    os.replace(secrets_dir / "secret.tmp", secrets_dir / "secret")
+    rotate(secrets_dir / "secret", NEW)
     starts = w.records.wait_starts(2)
     assert starts[1]["env"]["SECRET"] == NEW
     assert w.records.events(first["pid"]) == ["SIGTERM"]
@@ -310,7 +309,7 @@ def test_signal_policy_rewrites_the_file_and_keeps_the_pid(tmp_path, secrets_dir
     path = first["env"]["SECRET"]
     assert path.startswith("/") and Path(path).read_text() == CANARY
     assert (Path(path).stat().st_mode & 0o777) == 0o600
-    (secrets_dir / "secret").write_text(NEW)
+    rotate(secrets_dir / "secret", NEW)
     w.records.wait_event(first["pid"], "SIGHUP")
     assert (w.records.dir / f"{first['pid']}.reload.1").read_text() == NEW
     assert len(w.records.starts()) == 1 and w.alive()
@@ -322,7 +321,7 @@ def test_signal_policy_rewrites_the_file_and_keeps_the_pid(tmp_path, secrets_dir
 def test_on_change_exit_stops_the_child_and_exits_75(tmp_path, secrets_dir, watched):
     w = watched(manifest_text(secrets_dir, {"on_change": '"exit"'}))
     (first,) = w.records.wait_starts(1)
-    (secrets_dir / "secret").write_text(NEW)
+    rotate(secrets_dir / "secret", NEW)
     assert w.wait() == 75
     assert w.records.events(first["pid"]) == ["SIGTERM"] and len(w.records.starts()) == 1
     assert "on_change = exit" in w.stderr
@@ -341,7 +340,7 @@ def test_the_store_going_away_and_coming_back_leaves_the_child_alone(tmp_path, s
     w.wait_log("the stores answer again")
     assert w.stderr.count("keeps running on its last good values") == 1
     assert len(w.records.starts()) == 1 and w.records.events(first["pid"]) == []
-    (secrets_dir / "secret").write_text(NEW)
+    rotate(secrets_dir / "secret", NEW)
     assert w.records.wait_starts(2)[1]["env"]["SECRET"] == NEW
     assert_no_canary(w.stderr)
 
@@ -466,8 +465,7 @@ def test_sd_notify_under_watch(tmp_path, secrets_dir, watched):
         wait_for(lambda: seen("READY"), what="READY=1")
         assert seen("READY")[0]["MAINPID"] == str(w.pid)
         wait_for(lambda: len(seen("WATCHDOG")) >= 2, what="watchdog pings")
-        (secrets_dir / "secret.tmp").write_text(NEW)
-        os.replace(secrets_dir / "secret.tmp", secrets_dir / "secret")
+        rotate(secrets_dir / "secret", NEW)
         w.records.wait_starts(2)
         wait_for(lambda: seen("RELOADING") and len(seen("READY")) >= 2, what="RELOADING then READY")
         w.send(signal.SIGTERM)

@@ -20,6 +20,14 @@ CHILD_APP = str(ROOT / "tests" / "child_app.py")
 PY = sys.executable
 
 
+def rotate(path: Path, text: str) -> None:
+    """Replace a file's content atomically, as a rotation does, so no poll
+    catches it half written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
     """Poll ``condition`` every 10 ms; its first truthy result, or fail."""
     deadline = time.monotonic() + timeout

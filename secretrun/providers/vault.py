@@ -46,7 +46,7 @@ import requests
 import requests.adapters
 
 from .. import logs
-from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
+from ..errors import Denied, InvalidSecret, NotFound, ProviderError, Unavailable
 from .base import Lease, OptionReader, Provider, ProviderContext, Secret, SecretId, Value
 
 DEFAULT_ADDRESS = "https://127.0.0.1:8200"     # the Vault CLI's default
