@@ -91,7 +91,7 @@ class _Login(NamedTuple):
 class AzureKeyVaultProvider(Provider):
     type_name = "azure-keyvault"
     # Also the size of the HTTP connection pool, so no thread waits for a socket.
-    max_concurrency = 16
+    max_concurrency = 32
 
     def __init__(self, ctx: ProviderContext, vault_url: str, client: SecretClient, credential: Any,
                  consumed: Tuple[str, ...] = ()) -> None:
