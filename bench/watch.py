@@ -101,9 +101,12 @@ class Bao:
         self.port = free_port()
         self.addr = f"http://127.0.0.1:{self.port}"
         self.log = open(work / "bao-server.log", "wb")
+        # -dev-no-store-token and a private HOME: a dev server must never
+        # overwrite the developer's own ~/.vault-token.
         self.proc = subprocess.Popen([BAO, "server", "-dev", "-dev-root-token-id=root",
-                                      f"-dev-listen-address=127.0.0.1:{self.port}"],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                      f"-dev-listen-address=127.0.0.1:{self.port}", "-dev-no-store-token"],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "HOME": str(work)})
         deadline = time.monotonic() + 30
         while True:
             try:
