@@ -483,6 +483,8 @@ def _network_reason(exc: BaseException) -> Optional[str]:
             return "connection refused"
         if isinstance(item, socket.gaierror):
             return "its host name does not resolve"
+        if isinstance(item, ConnectionResetError):
+            return "connection reset"
         if isinstance(item, (TimeoutError, socket.timeout)) or "Timeout" in type(item).__name__:
             reason = reason or "timed out"
         elif type(item).__name__ in ("ServiceRequestError", "ServiceResponseError", "ConnectionError",

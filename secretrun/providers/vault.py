@@ -645,7 +645,10 @@ def _translate(exc: BaseException, what: str, where: str, timeout: float, login:
     if isinstance(exc, requests.exceptions.Timeout):
         return Unavailable(f"{what}: no answer within {timeout:g}s from {where}")
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return Unavailable(f"{what}: cannot connect to {where} ({_connection_reason(exc)})")
+        reason = _connection_reason(exc)
+        if reason == "timed out":   # requests wraps a read timeout inside the body as ConnectionError
+            return Unavailable(f"{what}: no answer within {timeout:g}s from {where}")
+        return Unavailable(f"{what}: cannot connect to {where} ({reason})")
     if isinstance(exc, requests.exceptions.RequestException):
         return Unavailable(f"{what}: request to {where} failed ({type(exc).__name__})")
     return Unavailable(f"{what}: {where} gave an answer that could not be read ({type(exc).__name__})")
@@ -674,6 +677,8 @@ def _connection_reason(exc: BaseException) -> str:
             return "host not found"
         if isinstance(node, ConnectionResetError):
             return "connection reset"
+        if isinstance(node, TimeoutError) or type(node).__name__ == "ReadTimeoutError":
+            return "timed out"
         nxt = node.__cause__ or node.__context__
         if nxt is None and node.args and isinstance(node.args[0], BaseException):
             nxt = node.args[0]
