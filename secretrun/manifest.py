@@ -157,6 +157,9 @@ def read_toml(path: str) -> Dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message names the line and column, never a value.
         raise ManifestError([Problem(Kind.MANIFEST, f"TOML syntax error: {exc}", location=path)]) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ManifestError([Problem(Kind.MANIFEST, "arrays or tables are nested too deeply", location=path)]) from None
 
 
 def merge(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:

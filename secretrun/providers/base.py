@@ -268,6 +268,9 @@ def as_mapping(value: Value, what: str) -> Mapping[str, Any]:
     except ValueError:
         # ``from None``: the JSON error's message quotes the document.
         raise InvalidSecret(f"{what} is not JSON, so it has no fields") from None
+    except RecursionError:
+        # json's decoder recurses once per level; a hostile secret can nest deeper than the stack.
+        raise InvalidSecret(f"{what} is JSON nested too deeply to select a field") from None
     if not isinstance(parsed, dict):
         raise InvalidSecret(f"{what} is JSON but not an object, so it has no fields")
     return parsed
