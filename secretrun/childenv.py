@@ -116,7 +116,7 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
     values: List[str] = []
     sources: Dict[str, str] = {}
     versions: Dict[str, Optional[str]] = {}
-    managed: List[str] = []
+    managed: Dict[str, None] = {}   # ordered; a dict so membership is O(1) with 10,000 variables
 
     if settings.inherit_env:
         base = dict(environ)
@@ -153,7 +153,7 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
             base[target] = text
             values.append(text)
             sources[target] = f"{name} ({path})"
-            managed.append(target)
+            managed[target] = None
 
     fallback: Optional[Dict[str, Optional[str]]] = None
     fallback_error: Optional[str] = None
@@ -183,8 +183,7 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
             env[name] = text  # type: ignore[assignment]
         sources[name] = source
         versions[name] = version
-        if name not in managed:
-            managed.append(name)
+        managed[name] = None
 
     def _valid(var: EnvVar, value: Union[str, bytes], from_store: bool) -> bool:
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
