@@ -22,6 +22,9 @@ Optional verbs, each with a default here:
   its own login (``VAULT_TOKEN``...), removed from the child's environment
   unless the manifest sets them.
 - ``write(sid, value)``: store a new version (``secretrun push``/``rotate``).
+- ``changed_at(sid)``: when the current version was written (seconds since
+  the epoch), for ``secretrun rotate --all-older-than``; ``None`` when the
+  store does not say.
 """
 
 from __future__ import annotations
@@ -168,6 +171,9 @@ class Provider:
 
     def write(self, sid: SecretId, value: Value) -> Optional[str]:
         raise ProviderConfigError(f"provider type {self.type_name!r} cannot store secrets")
+
+    def changed_at(self, sid: SecretId) -> Optional[float]:
+        return None
 
     def close(self) -> None:
         return None
