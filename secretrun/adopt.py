@@ -358,6 +358,8 @@ def push(session, values: Mapping[str, str], dry_run: bool = False, overwrite: b
     (naming every such variable) unless ``overwrite``."""
     manifest: Manifest = session.manifest
     wanted, problems = targets(manifest)
+    absent = [Row(n, _ref_text(t, n), "skipped (no value in the source)") for t in wanted for n in t.variables
+              if n not in values]
     wanted = [t for t in wanted if any(v in values for v in t.variables)]
     providers, setup = _providers(session, wanted)
     _raise(setup, "push failed")
@@ -379,7 +381,7 @@ def push(session, values: Mapping[str, str], dry_run: bool = False, overwrite: b
                 rows.append(Row(name, _ref_text(target, name), actions[name]))
     _raise(problems, "push failed")
     if dry_run:
-        return rows
+        return rows + absent
     refused = [Problem(Kind.MISSING, "the store holds a different value; --overwrite replaces it",
                        variable=name, provider=t.provider, reference=_ref_text(t, name))
                for t, _, _, _, actions in plans for name, act in actions.items() if act == "replace"]
@@ -402,7 +404,7 @@ def push(session, values: Mapping[str, str], dry_run: bool = False, overwrite: b
     finally:
         record(path, "push", entries)
     _raise(problems, "push failed part way (the journal lists what was written)")
-    return rows
+    return rows + absent
 
 
 def _entry(target: Target, now: Optional[Secret], version: Optional[str]) -> Dict[str, Any]:
@@ -490,7 +492,10 @@ def rotate(session, names: List[str], length: Optional[int] = None, alphabet: Op
             try:
                 changed = _call(provider, lambda: provider.changed_at(target.sid))
             except NotFound:
-                kept.append(target)   # nothing there yet: a first value is due
+                # No age to compare; creating secrets is for ``push`` or a
+                # rotation by name, not a side effect of a scheduled job.
+                warnings.append(Problem(Kind.MISSING, "does not exist; not rotated (name it to create it)",
+                                        variable=", ".join(target.variables), reference=str(target.sid)))
                 continue
             except ProviderError as exc:
                 problems.append(_problem(exc, target))
