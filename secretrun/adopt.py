@@ -175,6 +175,8 @@ def targets(manifest: Manifest, names: Optional[List[str]] = None) -> Tuple[List
                                         f"({', '.join(WRITABLE)})", variable=name))
             continue
         if ref.version is not None:
+            if names is None:
+                continue  # a pinned read is history, not something to push
             problems.append(Problem(Kind.MISSING, "pins a version, so a new one would not be read",
                                     variable=name, reference=ref.text))
             continue

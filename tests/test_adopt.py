@@ -116,13 +116,15 @@ def vault(bao, manifest, secretrun):
 def test_vault_dry_run_push_check_overwrite_and_rollback(vault):
     path = vault.write('DB_PASSWORD = "${{vault:{base}/db#password}}"\nDB_USER = "${{vault:{base}/db#user}}"\n'
                        'API_KEY = "${{vault:{base}/api#key}}"\nLOG_LEVEL = "info"\n'
-                       'URL = "postgres://${{vault:{base}/db#user}}@db"\n',
+                       'URL = "postgres://${{vault:{base}/db#user}}@db"\n'
+                       'OLD = "${{vault:{base}/db?version=1#password}}"\n',
                        f"DB_PASSWORD={CANARY}\nDB_USER=app\nAPI_KEY={NEW}\nLOG_LEVEL=debug\nURL=x\n")
 
     dry = vault.run("push", "--dry-run")
     assert dry.code == 0, dry.stderr
     assert re.search(r"DB_PASSWORD\s+\$\{vault:\S+/db#password\}\s+create", dry.stdout)
-    assert "API_KEY" in dry.stdout and "LOG_LEVEL" not in dry.stdout and "URL" not in dry.stdout
+    assert "API_KEY" in dry.stdout
+    assert "LOG_LEVEL" not in dry.stdout and "URL" not in dry.stdout and "OLD" not in dry.stdout
     assert not (path.parent / adopt.JOURNAL).exists()
     assert vault.run("check").code == 1           # nothing was written
     no_leak(dry)
@@ -212,7 +214,8 @@ def test_rotate_prints_only_the_version_and_keeps_the_previous_one(vault):
     assert len(data["token"]) == len(data["key"]) == 50
     assert [r["command"] for r in journal(path)["records"]] == ["rotate", "rotate"]
 
-    assert vault.run("rotate", "LITERAL", "NOPE").code == 1
+    refused = vault.run("rotate", "LITERAL", "NOPE")
+    assert refused.code == 1 and "LITERAL" in refused.stderr and "NOPE" in refused.stderr
     young = vault.run("rotate", "--all-older-than", "90d")
     assert young.code == 0 and young.stdout == "" and "PLAIN" in young.stderr and "does not exist" in young.stderr
     assert vault.run("rotate", "PLAIN").stdout == "1\n"       # named: created
