@@ -164,8 +164,9 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
         rows.append({"variable": name, "provider": provider, "reference": reference, "status": status,
                      "version": result.versions.get(name), "file": bool(var and var.file)})
     others = [p for p in problems if p.variable not in {r["variable"] for r in rows}]
+    warnings = _check_warnings(session)
     if fmt == "json":
-        click.echo(json.dumps({"ok": not problems, "variables": rows,
+        click.echo(json.dumps({"ok": not problems, "variables": rows, "warnings": warnings,
                                "problems": [{"kind": p.kind.name.lower(), "message": p.message,
                                              "variable": p.variable, "provider": p.provider,
                                              "reference": p.reference} for p in problems]}, indent=2))
@@ -178,11 +179,39 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
             click.echo("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
         for p in others:
             click.echo(f"problem: {p}", err=True)
+        for text in warnings:
+            click.echo(f"warning: {text}", err=True)
     if problems:
         error = ResolutionError(problems)
         if fmt == "table":
             report(error, opts.log_format)
         sys.exit(error.code)
+
+
+def _check_warnings(session) -> List[str]:
+    """What ``check`` reports besides resolution: files others can read, and
+    login credentials the manifest passes on to the command."""
+    from .perms import readable_by_others
+
+    warnings = []
+    paths = [("manifest", session.manifest.path)]
+    paths += [(f"dotenv file of provider '{p.name}'", p.path)
+              for p in session.providers.values() if p.type_name == "dotenv"]
+    if session.settings.fallback:
+        paths.append(("fallback file", os.path.join(session.manifest.base_dir, session.settings.fallback)))
+    for what, path in paths:
+        try:
+            exposed = readable_by_others(os.stat(path))
+        except OSError:
+            continue
+        if exposed:
+            warnings.append(f"{what} {path} {exposed}")
+    explicit = set(session.manifest.env) | set(session.extras)
+    for name in session.consumed_env():
+        if name in explicit:
+            warnings.append(f"{name} was read by secretrun to log in to a store, and the manifest passes it "
+                            "on to the command")
+    return warnings
 
 
 def _quote_dotenv(value: str) -> str:
