@@ -26,6 +26,8 @@ Examples:
   secretrun check                                # resolve all, show status, no values
   secretrun env --format dotenv                  # the environment, values masked
   secretrun init --from-dotenv .env              # a manifest from a .env (names only)
+  secretrun push --from-dotenv .env --dry-run    # what would be written to the stores
+  secretrun rotate JWT_SECRET                    # a new random value, as a new version
 
 Exit codes: the command's own (128+N if killed by signal N); 2 bad usage;
 65 invalid value; 69 store unreachable; 77 access denied; 78 invalid
@@ -34,7 +36,8 @@ executable / not found.
 """
 
 _VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
-                  "--from-dotenv", "--provider", "-o", "--output"}
+                  "--from-dotenv", "--provider", "-o", "--output", "--length", "--alphabet",
+                  "--all-older-than"}
 
 
 def _shared(func):
@@ -161,8 +164,9 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
         rows.append({"variable": name, "provider": provider, "reference": reference, "status": status,
                      "version": result.versions.get(name), "file": bool(var and var.file)})
     others = [p for p in problems if p.variable not in {r["variable"] for r in rows}]
+    warnings = _check_warnings(session)
     if fmt == "json":
-        click.echo(json.dumps({"ok": not problems, "variables": rows,
+        click.echo(json.dumps({"ok": not problems, "variables": rows, "warnings": warnings,
                                "problems": [{"kind": p.kind.name.lower(), "message": p.message,
                                              "variable": p.variable, "provider": p.provider,
                                              "reference": p.reference} for p in problems]}, indent=2))
@@ -175,11 +179,39 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
             click.echo("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
         for p in others:
             click.echo(f"problem: {p}", err=True)
+        for text in warnings:
+            click.echo(f"warning: {text}", err=True)
     if problems:
         error = ResolutionError(problems)
         if fmt == "table":
             report(error, opts.log_format)
         sys.exit(error.code)
+
+
+def _check_warnings(session) -> List[str]:
+    """What ``check`` reports besides resolution: files others can read, and
+    login credentials the manifest passes on to the command."""
+    from .perms import readable_by_others
+
+    warnings = []
+    paths = [("manifest", session.manifest.path)]
+    paths += [(f"dotenv file of provider '{p.name}'", p.path)
+              for p in session.providers.values() if p.type_name == "dotenv"]
+    if session.settings.fallback:
+        paths.append(("fallback file", os.path.join(session.manifest.base_dir, session.settings.fallback)))
+    for what, path in paths:
+        try:
+            exposed = readable_by_others(os.stat(path))
+        except OSError:
+            continue
+        if exposed:
+            warnings.append(f"{what} {path} {exposed}")
+    explicit = set(session.manifest.env) | set(session.extras)
+    for name in session.consumed_env():
+        if name in explicit:
+            warnings.append(f"{name} was read by secretrun to log in to a store, and the manifest passes it "
+                            "on to the command")
+    return warnings
 
 
 def _quote_dotenv(value: str) -> str:
@@ -287,6 +319,123 @@ def init(manifest, dotenv_path, provider, force) -> None:
         handle.write("\n".join(lines) + "\n")
     click.echo(f"wrote {manifest} ({len(names) or 1} variable{'s' if len(names) != 1 else ''}, "
                f"provider {provider}); check it with: secretrun check -m {manifest}")
+
+
+def _adopt_session(manifest, profile, extra_env, log_level, log_format):
+    from .launch import open_session
+
+    opts = _options(manifest, profile, extra_env, log_level, log_format)
+    return opts, open_session(opts, deliver_files=False)
+
+
+def _print_rows(rows) -> None:
+    table = [("VARIABLE", "REFERENCE", "ACTION", "VERSION")] + [
+        (r.variable, r.reference, r.action, r.version or "") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+def _verify(opts) -> None:
+    """The same resolution as ``check``, on a fresh session, to prove the
+    manifest resolves after writing."""
+    from .errors import ResolutionError
+    from .launch import open_session
+
+    session = open_session(opts, deliver_files=False)
+    try:
+        result, problems = session.inspect()
+    finally:
+        session.close()
+    if problems:
+        raise ResolutionError(problems)
+    click.echo(f"check: all {len(result.managed)} variables resolve", err=True)
+
+
+@app.command()
+@_shared
+@click.option("--from-dotenv", "dotenv_path", metavar="PATH",
+              help="Take the values from this .env file [default: .env].")
+@click.option("--from-env", is_flag=True, help="Take the values from secretrun's own environment.")
+@click.option("--dry-run", is_flag=True, help="List what would be written; write nothing.")
+@click.option("--overwrite", is_flag=True, help="Replace values that differ from what a store holds.")
+@click.option("--rollback", is_flag=True, help="Restore the versions the latest push (or rotate) replaced.")
+def push(manifest, profile, extra_env, log_level, log_format, dotenv_path, from_env, dry_run, overwrite,
+         rollback) -> None:
+    """Write values from a .env file into the stores the manifest points at.
+
+    Every variable that is one reference to vault, aws-secretsmanager,
+    aws-ssm, gcp-secretmanager or azure-keyvault gets its value written as a
+    new version; then the manifest is resolved as by check. Values are never
+    printed."""
+    from . import adopt
+
+    if from_env and dotenv_path:
+        raise click.UsageError("--from-dotenv and --from-env exclude each other")
+    opts, session = _adopt_session(manifest, profile, extra_env, log_level, log_format)
+    try:
+        if rollback:
+            _print_rows(adopt.rollback(session))
+        else:
+            values = adopt.source_values(None if from_env else (dotenv_path or ".env"), os.environ,
+                                         list(session.manifest.env))
+            rows = adopt.push(session, values, dry_run=dry_run, overwrite=overwrite)
+            _print_rows(rows)
+            if dry_run:
+                return
+    finally:
+        session.close()
+    _verify(opts)
+
+
+@app.command()
+@_shared
+@click.option("--length", type=click.IntRange(1, 4096), default=None,
+              help="Length of the new values [default: min_length or pattern, at least 32].")
+@click.option("--alphabet", type=click.Choice(["alnum", "hex", "base64url", "ascii-printable"]), default=None,
+              help="Characters of the new values [default: the pattern's class, else alnum].")
+@click.option("--all-older-than", "older_than", metavar="AGE",
+              help="Rotate every writable variable whose current version is older (90d, 12h).")
+@click.argument("variables", nargs=-1)
+def rotate(manifest, profile, extra_env, log_level, log_format, length, alphabet, older_than, variables) -> None:
+    """Write a new random value for each VARIABLE as a new version.
+
+    Prints only the new version id (NAME VERSION lines for several). The
+    previous version stays in the store, so a grace period is possible."""
+    from . import adopt
+
+    if not variables and not older_than:
+        raise click.UsageError("name the variables to rotate, or give --all-older-than AGE")
+    age = None
+    if older_than:
+        try:
+            age = adopt.parse_age(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--all-older-than") from None
+    _, session = _adopt_session(manifest, profile, extra_env, log_level, log_format)
+    try:
+        rows, warnings = adopt.rotate(session, list(variables), length,
+                                      adopt.ALPHABETS[alphabet] if alphabet else None, age)
+    finally:
+        session.close()
+    for warning in warnings:
+        click.echo(f"secretrun: {warning}", err=True)
+    if len(variables) == 1 and len(rows) == 1:
+        click.echo(rows[0].version or "")
+    else:
+        for row in rows:
+            click.echo(f"{row.variable} {row.version or ''}".rstrip())
+
+
+@app.command()
+@click.option("--length", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option("--alphabet", type=click.Choice(["alnum", "hex", "base64url", "ascii-printable"]), default="alnum",
+              show_default=True)
+def generate(length, alphabet) -> None:
+    """Print a strong random value (the one command whose job is to print a secret)."""
+    from . import adopt
+
+    click.echo(adopt.generate(length, adopt.ALPHABETS[alphabet]))
 
 
 def _exit(code: int) -> None:

@@ -71,8 +71,32 @@ def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float]
 
 
 def fetch_all(providers: Mapping[str, Provider], sids: Iterable[SecretId], retries: int = 3,
-              sleep: Callable[[float], None] = time.sleep) -> Snapshot:
-    """Fetch every id once; errors are returned, not raised."""
+              sleep: Callable[[float], None] = time.sleep,
+              observe: Optional[Callable[[SecretId, Outcome, float], None]] = None) -> Snapshot:
+    """Fetch every id once; errors are returned, not raised. ``observe`` is
+    told each outcome and how long its request took (a batch's time for each
+    of its ids), from whichever thread fetched it."""
+    if observe is not None:
+        inner_fetch, inner_task = _fetch_one, _run_task
+
+        def timed_one(provider, sid, retries, sleep):
+            start = time.monotonic()
+            out = inner_fetch(provider, sid, retries, sleep)
+            observe(sid, out, time.monotonic() - start)
+            return out
+
+        def timed_task(provider, chunk, retries, sleep):
+            start = time.monotonic()
+            got = inner_task(provider, chunk, retries, sleep)
+            for sid, out in got.items():
+                observe(sid, out, time.monotonic() - start)
+            return got
+
+        return _fetch_all(providers, sids, retries, sleep, timed_one, timed_task)
+    return _fetch_all(providers, sids, retries, sleep, _fetch_one, _run_task)
+
+
+def _fetch_all(providers, sids, retries, sleep, fetch_one, run_task) -> Snapshot:
     by_provider: Dict[str, List[SecretId]] = {}
     for sid in dict.fromkeys(sids):
         by_provider.setdefault(sid.provider, []).append(sid)
@@ -82,7 +106,7 @@ def fetch_all(providers: Mapping[str, Provider], sids: Iterable[SecretId], retri
         provider = providers[name]
         if provider.local:
             for sid in ids:
-                out[sid] = _fetch_one(provider, sid, retries, sleep)
+                out[sid] = fetch_one(provider, sid, retries, sleep)
             continue
         size = max(1, provider.batch_size)
         for i in range(0, len(ids), size):
@@ -90,7 +114,7 @@ def fetch_all(providers: Mapping[str, Provider], sids: Iterable[SecretId], retri
     if not tasks:
         return out
     if len(tasks) == 1:
-        out.update(_run_task(*tasks[0], retries, sleep))
+        out.update(run_task(*tasks[0], retries, sleep))
         return out
     from concurrent.futures import ThreadPoolExecutor
 
@@ -99,7 +123,7 @@ def fetch_all(providers: Mapping[str, Provider], sids: Iterable[SecretId], retri
     def run(task: Tuple[Provider, Tuple[SecretId, ...]]) -> Dict[SecretId, Outcome]:
         provider, chunk = task
         with limits[id(provider)]:
-            return _run_task(provider, chunk, retries, sleep)
+            return run_task(provider, chunk, retries, sleep)
 
     workers = min(64, len(tasks), sum(max(1, p.max_concurrency) for p in {id(p): p for p, _ in tasks}.values()))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="secretrun-fetch") as pool:
@@ -183,6 +207,18 @@ class Session:
         self._delivery = None
         self._option_env: List[str] = []
         self._leases: Dict[SecretId, list] = {}
+        self._audit = None
+        if self.settings.audit_log:
+            from .audit import AuditLog
+
+            target = self.settings.audit_log
+            if target != "stderr":
+                target = os.path.join(manifest.base_dir, os.path.expanduser(target))
+            try:
+                self._audit = AuditLog(target)
+            except OSError as exc:
+                raise ResolutionError([Problem(Kind.MANIFEST, f"settings.audit_log: {target} cannot be "
+                                               f"opened: {exc.strerror}", location=manifest.path)]) from None
         self._lock = threading.Lock()
 
     # -- providers --
@@ -250,6 +286,7 @@ class Session:
             if provider is not None:
                 usable[name] = provider
         sids = [s for s in sids if s.provider in usable]
+        observe = self._observe if self._audit is not None else None
         refused: Snapshot = {}
         for sid in sids:
             try:
@@ -257,8 +294,31 @@ class Session:
             except ProviderError as exc:
                 refused[sid] = exc
         if any(exc.kind == Kind.MANIFEST for exc in refused.values()):
+            for sid, exc in refused.items():
+                if observe:
+                    observe(sid, exc, 0.0)
             return refused  # a malformed reference: nothing is fetched
-        return fetch_all(usable, sids, self.settings.retries)
+        return fetch_all(usable, sids, self.settings.retries, observe=observe)
+
+    def _users(self, sid: SecretId) -> List[str]:
+        names = [v.name for v in self.manifest.env.values() if any(r.secret_id == sid for r in refs(v.template))]
+        names += [n for n, t in self.extras.items() if any(r.secret_id == sid for r in refs(t))]
+        names += [i.label for i in self.manifest.imports if i.ref.secret_id._replace(tree=True) == sid]
+        return names
+
+    def _observe(self, sid: SecretId, outcome: Outcome, seconds: float) -> None:
+        fields: Dict[str, Any] = {"provider": sid.provider, "reference": str(sid), "variables": self._users(sid)}
+        if isinstance(outcome, Secret):
+            fields.update(version=outcome.version, outcome="ok")
+        else:
+            fields.update(outcome=outcome.kind.name.lower(), error=str(outcome))
+        fields["duration_ms"] = round(seconds * 1000, 1)
+        self._audit.write("access", **fields)
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """An audit record from outside the resolver (the supervisor's changes)."""
+        if self._audit is not None:
+            self._audit.write(event, **fields)
 
     def resolve(self) -> Rendered:
         """Fetch everything and build the child's environment."""
@@ -307,13 +367,19 @@ class Session:
     def _build(self):
         from .childenv import build
 
-        consumed: List[str] = list(self._option_env)
-        for provider in self.providers.values():
-            consumed += provider.consumed_env()
-        result = build(self.manifest, self.extras, self.snapshot, self.environ, tuple(consumed),
+        result = build(self.manifest, self.extras, self.snapshot, self.environ, self.consumed_env(),
                        skip_providers=set(self.provider_problems))
         self.log.redact.add(result.values)
         return result, list(self.provider_problems.values()) + list(result.problems)
+
+    def consumed_env(self) -> Tuple[str, ...]:
+        """Variables of our environment the stores read for their own login
+        (VAULT_TOKEN, ``${env:X}`` in provider options...): kept from the
+        child unless the manifest sets them."""
+        consumed: List[str] = list(self._option_env)
+        for provider in self.providers.values():
+            consumed += provider.consumed_env()
+        return tuple(dict.fromkeys(consumed))
 
     def inspect(self):
         """Resolve without raising, for ``check``: the ``ChildEnv`` (values
@@ -409,5 +475,7 @@ class Session:
 
     def close(self) -> None:
         self.close_providers()
+        if self._audit is not None:
+            self._audit.close()
         if self._delivery is not None:
             self._delivery.close()

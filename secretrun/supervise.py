@@ -524,6 +524,9 @@ class Supervisor:
 
     def _act(self, decision: Decision) -> None:
         action = decision.action
+        audit = getattr(self.session, "audit", None)
+        if audit is not None:
+            audit("change", action=action, variables=list(decision.changed), reason=decision.reason)
         if action == "ignore":
             self.log.info(f"{decision.reason}; on_change = ignore: the command keeps its values")
             return

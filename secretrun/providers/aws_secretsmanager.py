@@ -196,6 +196,13 @@ class SecretsManagerProvider(Provider):
                 return str(version_id)
         raise NotFound(f"{what} has no version with staging label {stage} in {self.describe()}")
 
+    def changed_at(self, sid: SecretId) -> Optional[float]:
+        """``DescribeSecret``'s ``LastChangedDate`` (its creation date if it
+        never changed), as seconds since the epoch."""
+        response = self.aws.call("describe_secret", _what(sid.path), SecretId=sid.path)
+        when = response.get("LastChangedDate") or response.get("CreatedDate")
+        return when.timestamp() if hasattr(when, "timestamp") else None
+
     # --- writing ----------------------------------------------------------------
 
     def write(self, sid: SecretId, value: Value) -> Optional[str]:

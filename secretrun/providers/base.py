@@ -22,6 +22,9 @@ Optional verbs, each with a default here:
   its own login (``VAULT_TOKEN``...), removed from the child's environment
   unless the manifest sets them.
 - ``write(sid, value)``: store a new version (``secretrun push``/``rotate``).
+- ``changed_at(sid)``: when the current version was written (seconds since
+  the epoch), for ``secretrun rotate --all-older-than``; ``None`` when the
+  store does not say.
 """
 
 from __future__ import annotations
@@ -169,6 +172,9 @@ class Provider:
     def write(self, sid: SecretId, value: Value) -> Optional[str]:
         raise ProviderConfigError(f"provider type {self.type_name!r} cannot store secrets")
 
+    def changed_at(self, sid: SecretId) -> Optional[float]:
+        return None
+
     def close(self) -> None:
         return None
 
@@ -231,12 +237,15 @@ class OptionReader:
                 f"provider '{self.ctx.name}' (type {self.ctx.type}): " + "; ".join(self.errors))
 
 
-def read_local(path: str, what: str = "file") -> bytes:
+def read_local(path: str, what: str = "file", guard: bool = False) -> bytes:
     """A local file's bytes, with the ways it can fail mapped to our errors
     (a missing file is not found; a directory or unreadable file is the
-    manifest's mistake)."""
+    manifest's mistake). With ``guard``, a file others can write is refused
+    and one others can read is warned about (``secretrun.perms``)."""
     try:
         with open(path, "rb") as handle:
+            if guard:
+                _guard(path, what, os.fstat(handle.fileno()))
             return handle.read()
     except FileNotFoundError:
         raise NotFound(f"{what} {path} does not exist") from None
@@ -246,6 +255,18 @@ def read_local(path: str, what: str = "file") -> bytes:
         raise ProviderConfigError(f"{what} {path} is not readable (permission denied)") from None
     except OSError as exc:
         raise ProviderConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
+
+
+def _guard(path: str, what: str, st: os.stat_result) -> None:
+    from .. import logs
+    from ..perms import readable_by_others, writable_by_others
+
+    unsafe = writable_by_others(st)
+    if unsafe:
+        raise ProviderConfigError(f"{what} {path} {unsafe}: others could change the values; chmod go-w it")
+    exposed = readable_by_others(st)
+    if exposed:
+        logs.get().warning(f"{what} {path} {exposed}")
 
 
 # --- structured values --------------------------------------------------------

@@ -56,7 +56,7 @@ def read_dotenv(path, what: str) -> Dict[str, Optional[str]]:
     cannot parse (it would only warn, and drop them)."""
     parse_stream = _parser().parse_stream
 
-    data = read_local(path, what)
+    data = read_local(path, what, guard=True)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -289,6 +289,17 @@ class VaultProvider(Provider):
         current = (body.get("data") or {}).get("current_version")
         return None if current is None else str(current)
 
+    def changed_at(self, sid: SecretId) -> Optional[float]:
+        """When the current KV v2 version was written (its metadata's
+        ``updated_time``); ``None`` elsewhere: KV v1 keeps no dates."""
+        path = _clean(sid.path)
+        self._ensure_login()
+        mount = self._mount(path)
+        if mount.kv != 2:
+            return None
+        body = self._call("get", f"{mount.path}metadata/{path[len(mount.path):]}", f"reading the age of {path}")
+        return _epoch((body.get("data") or {}).get("updated_time"))
+
     # -- mounts -----------------------------------------------------------------
 
     def _mount(self, path: str) -> Mount:
@@ -821,3 +832,15 @@ def _lease_version(lease: Lease) -> str:
 def _lease_path(lease: Lease) -> str:
     # A lease id is the path it came from plus a random suffix.
     return lease.id.rsplit("/", 1)[0] if "/" in lease.id else "a secret"
+
+
+def _epoch(stamp: Any) -> Optional[float]:
+    """RFC 3339 with nanoseconds (``2026-01-02T03:04:05.123456789Z``) as
+    seconds since the epoch; the fraction does not matter for an age."""
+    import calendar
+    import re
+
+    match = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", str(stamp or ""))
+    if not match:
+        return None
+    return float(calendar.timegm(tuple(int(x) for x in match.groups()) + (0, 0, 0)))
