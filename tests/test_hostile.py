@@ -140,15 +140,25 @@ def test_invalid_utf8_nul_and_bad_names_are_named():
 # --- through the real command ---------------------------------------------------------------------
 
 
+# Linux carries a process's peak RSS across exec, so a child forked straight
+# from this (large) test process would report the test process's peak. A
+# small wrapper forks secretrun instead and reports its children's peak.
+_MEASURE = ("import resource, subprocess, sys\n"
+            "code = subprocess.call(sys.argv[2:])\n"
+            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+            "sys.exit(code)\n")
+
+
 def run_secretrun(args, cwd, env=None, timeout=60):
-    """The real command in a subprocess, with its own peak RSS from wait4."""
+    """The real command in a subprocess, with its own peak RSS."""
     out, err = Path(cwd) / "out.txt", Path(cwd) / "err.txt"
+    peak = Path(cwd) / "peak-rss.txt"
     full_env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT)}
     full_env.update(env or {})
     started = time.monotonic()
     with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen([sys.executable, "-m", "secretrun", *args], cwd=cwd, env=full_env,
-                                stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-c", _MEASURE, str(peak), sys.executable, "-m", "secretrun", *args],
+                                cwd=cwd, env=full_env, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -161,7 +171,7 @@ def run_secretrun(args, cwd, env=None, timeout=60):
             time.sleep(0.01)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return (proc.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"),
-            time.monotonic() - started, usage.ru_maxrss / 1024)
+            time.monotonic() - started, int(peak.read_text()) / 1024)
 
 
 BAD = [
