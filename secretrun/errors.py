@@ -22,18 +22,38 @@ a value into them.
 
 from __future__ import annotations
 
-import enum
 from typing import ClassVar, Iterable, NamedTuple, Optional
 
 
-class Kind(enum.IntEnum):
-    """What went wrong, as its exit code (SPEC §4)."""
+class Kind(int):
+    """What went wrong, as its exit code (SPEC §4): an int with a ``name``.
 
-    MISSING = 1        # a secret or key does not exist, or another failure
-    INVALID = 65       # a value failed validation
-    UNAVAILABLE = 69   # a store could not be reached after the retries
-    DENIED = 77        # a store refused access
-    MANIFEST = 78      # the manifest is invalid
+    Not an ``enum.IntEnum``: building an enum class costs more than a
+    millisecond of every start, and nothing here needs more than the value
+    and its name."""
+
+    name: str
+
+    def __new__(cls, value: int, name: str) -> "Kind":
+        kind = int.__new__(cls, value)
+        kind.name = name
+        return kind
+
+    def __repr__(self) -> str:
+        return f"Kind.{self.name}"
+
+    def __str__(self) -> str:  # as IntEnum's: the number
+        return int.__repr__(self)
+
+    MISSING: ClassVar["Kind"]       # a secret or key does not exist, or another failure
+    INVALID: ClassVar["Kind"]       # a value failed validation
+    UNAVAILABLE: ClassVar["Kind"]   # a store could not be reached after the retries
+    DENIED: ClassVar["Kind"]        # a store refused access
+    MANIFEST: ClassVar["Kind"]      # the manifest is invalid
+
+
+for _value, _name in ((1, "MISSING"), (65, "INVALID"), (69, "UNAVAILABLE"), (77, "DENIED"), (78, "MANIFEST")):
+    setattr(Kind, _name, Kind(_value, _name))
 
 
 # When several problems are reported together, the exit code is the first kind

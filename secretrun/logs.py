@@ -13,8 +13,8 @@ redaction and never below WARNING (botocore's DEBUG logs response bodies).
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 import time
 from typing import Any, Iterable, Optional
 
@@ -29,7 +29,7 @@ class Redactor:
     def __init__(self) -> None:
         self._values: set = set()
         self._ordered: list = []
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def add(self, values: Iterable[Any]) -> None:
         with self._lock:
@@ -58,7 +58,7 @@ class Logger:
         self.fmt = fmt
         self.stream = stream
         self.redact = Redactor()
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] >= self.level

@@ -25,8 +25,7 @@ from .template import Ref, Template, TemplateError, parse, refs, single_ref
 DEFAULT_PATH = "secretrun.toml"
 ON_CHANGE = ("restart", "signal", "exit")
 VAR_ON_CHANGE = ("restart", "signal", "ignore")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION = r"(\d+(?:\.\d+)?)(ms|s|m|h)"   # compiled on first use: most manifests use defaults
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -100,7 +99,8 @@ class Manifest(NamedTuple):
 
 
 def is_env_name(name: str) -> bool:
-    return bool(_NAME.match(name))
+    """Letters, digits and ``_``, not starting with a digit (ASCII only)."""
+    return bool(name) and name.isascii() and not name[0].isdigit() and name.replace("_", "a").isalnum()
 
 
 def parse_duration(value: Any) -> Optional[float]:
@@ -112,7 +112,7 @@ def parse_duration(value: Any) -> Optional[float]:
     if not isinstance(value, str) or not value:
         return None
     total, pos = 0.0, 0
-    for m in _DURATION.finditer(value):
+    for m in re.finditer(_DURATION, value):
         if m.start() != pos:
             return None
         total += float(m.group(1)) * _UNITS[m.group(2)]

@@ -17,9 +17,8 @@ Fetching (``fetch_all``):
 
 from __future__ import annotations
 
+import _thread
 import os
-import random
-import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
@@ -51,6 +50,8 @@ class Rendered(NamedTuple):
 
 
 def _backoff(attempt: int) -> float:
+    import random  # only once a store has failed: not on every start
+
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt)))
 
 
@@ -116,6 +117,7 @@ def _fetch_all(providers, sids, retries, sleep, fetch_one, run_task) -> Snapshot
     if len(tasks) == 1:
         out.update(run_task(*tasks[0], retries, sleep))
         return out
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     limits = {id(p): threading.BoundedSemaphore(max(1, p.max_concurrency)) for p, _ in tasks}
@@ -219,7 +221,8 @@ class Session:
             except OSError as exc:
                 raise ResolutionError([Problem(Kind.MANIFEST, f"settings.audit_log: {target} cannot be "
                                                f"opened: {exc.strerror}", location=manifest.path)]) from None
-        self._lock = threading.Lock()
+        # _thread: ``threading`` is imported only when a thread pool is needed.
+        self._lock = _thread.allocate_lock()
 
     # -- providers --
 

@@ -338,6 +338,6 @@ class FakeSession:
 def outage(kind: str = "UNAVAILABLE"):
     from secretrun.errors import Kind, Problem, ResolutionError
 
-    return ResolutionError([Problem(Kind[kind], "store at http://127.0.0.1:1 did not answer",
+    return ResolutionError([Problem(getattr(Kind, kind), "store at http://127.0.0.1:1 did not answer",
                                     provider="vault", reference="${vault:secret/db}")],
                            title="could not refresh secrets")

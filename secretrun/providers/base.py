@@ -322,10 +322,10 @@ def render(value: Any) -> Union[str, bytes]:
     ``true``/``false`` and numbers as their JSON text, ``null`` as the empty
     string, objects and arrays as compact JSON.
     """
-    import json
-
     if isinstance(value, (str, bytes)):
         return value
+    import json
+
     if value is None:
         return ""
     if isinstance(value, bool):

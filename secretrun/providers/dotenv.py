@@ -9,7 +9,7 @@ on where it runs.
 
 from __future__ import annotations
 
-import threading
+import _thread
 from typing import Any, Dict, Mapping, Optional
 
 from ..errors import InvalidSecret, NotFound
@@ -78,7 +78,7 @@ class DotenvProvider(Provider):
         super().__init__(ctx)
         self.path = path
         self._values: Optional[Dict[str, Optional[str]]] = None
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     @classmethod
     def from_config(cls, ctx: ProviderContext, options: Mapping[str, Any]) -> "DotenvProvider":
