@@ -15,24 +15,30 @@ import asyncio
 import threading
 
 
-class LatencyProxy:
-    def __init__(self, upstream_host: str, upstream_port: int, rtt: float = 0.020) -> None:
+class LoopProxy:
+    """A TCP listener on 127.0.0.1 served by an asyncio loop in a thread.
+    Subclasses implement ``_handle``; ``_before_stop`` runs on the loop just
+    before it stops. Shared by ``LatencyProxy`` and the tests' fault proxy."""
+
+    name = "proxy"
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
-        self.delay = rtt / 2
         self.port = 0
         self.connections = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="latency-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
-    def __enter__(self) -> "LatencyProxy":
+    def __enter__(self):
         self._thread.start()
         if not self._ready.wait(10):
-            raise RuntimeError("latency proxy did not start")
+            raise RuntimeError(f"{self.name} did not start")
         return self
 
     def __exit__(self, *exc) -> None:
         def stop() -> None:
+            self._before_stop()
             # Cancel the open connections' tasks first, so none is destroyed pending.
             for task in asyncio.all_tasks(self._loop):
                 task.cancel()
@@ -40,6 +46,9 @@ class LatencyProxy:
 
         self._loop.call_soon_threadsafe(stop)
         self._thread.join(10)
+
+    def _before_stop(self) -> None:
+        return None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -52,6 +61,17 @@ class LatencyProxy:
         finally:
             server.close()
             self._loop.close()
+
+    async def _handle(self, client_r, client_w) -> None:
+        raise NotImplementedError
+
+
+class LatencyProxy(LoopProxy):
+    name = "latency proxy"
+
+    def __init__(self, upstream_host: str, upstream_port: int, rtt: float = 0.020) -> None:
+        super().__init__(upstream_host, upstream_port)
+        self.delay = rtt / 2
 
     async def _handle(self, client_r, client_w) -> None:
         self.connections += 1

@@ -27,27 +27,25 @@ import asyncio
 import json
 import socket
 import struct
-import threading
 from typing import Dict, Optional, Set
+
+from bench.latency_proxy import LoopProxy
 
 PASS, SLOW, HTTP, RESET, STALL = "pass", "slow", "http", "reset", "stall"
 
 
-class FaultProxy:
+class FaultProxy(LoopProxy):
+    name = "fault proxy"
+
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
-        self.upstream = (upstream_host, upstream_port)
-        self.port = 0
+        super().__init__(upstream_host, upstream_port)
         self.mode = PASS
         self.delay = 0.0
         self.status = 503
         self.body = b""
         self.headers: Dict[str, str] = {}
-        self.connections = 0
         self.faulted = 0
         self._writers: Set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
 
     # --- control, from any thread ---
 
@@ -88,34 +86,10 @@ class FaultProxy:
         if drop:
             self._loop.call_soon_threadsafe(self._drop_all)
 
-    # --- lifecycle ---
+    # --- lifecycle (the loop, thread and listener are LoopProxy's) ---
 
-    def __enter__(self) -> "FaultProxy":
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fault proxy did not start")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        def stop() -> None:
-            self._drop_all()
-            for task in asyncio.all_tasks(self._loop):
-                task.cancel()
-            self._loop.call_later(0.05, self._loop.stop)
-
-        self._loop.call_soon_threadsafe(stop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
-            self._loop.close()
+    def _before_stop(self) -> None:
+        self._drop_all()
 
     # --- connections, on the proxy's loop ---
 
