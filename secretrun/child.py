@@ -12,6 +12,7 @@ import os
 import signal
 from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
+from . import exitcodes
 from .errors import CommandError
 
 # Every signal a child may have a disposition for. posix_spawn resets each to
@@ -35,7 +36,7 @@ def exit_code(status: int) -> int:
     """A wait status as a shell would report it: the exit code, or 128+N for
     a process killed by signal N (not -N, not 255)."""
     code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+    return exitcodes.killed_by(-code) if code < 0 else code
 
 
 def describe_status(status: int) -> str:
@@ -52,12 +53,12 @@ def find_executable(argv0: str, env: Mapping[str, str]) -> str:
     secretrun's own). Raises ``CommandError`` 127 (not found) or 126 (not
     executable)."""
     if not argv0:
-        raise CommandError("the command is empty", 127)
+        raise CommandError("the command is empty", exitcodes.NOT_FOUND)
     if "/" in argv0:
         if not os.path.exists(argv0):
-            raise CommandError(f"command not found: {argv0}", 127)
+            raise CommandError(f"command not found: {argv0}", exitcodes.NOT_FOUND)
         if os.path.isdir(argv0) or not os.access(argv0, os.X_OK):
-            raise CommandError(f"command is not executable: {argv0}", 126)
+            raise CommandError(f"command is not executable: {argv0}", exitcodes.NOT_EXECUTABLE)
         return argv0
     path = env.get("PATH", os.defpath)
     not_executable = None
@@ -69,8 +70,8 @@ def find_executable(argv0: str, env: Mapping[str, str]) -> str:
             not_executable = not_executable or candidate
     if not_executable:
         # On PATH but not executable: 126, as a shell says.
-        raise CommandError(f"command is not executable: {not_executable}", 126)
-    raise CommandError(f"command not found: {argv0} (searched the child's PATH)", 127)
+        raise CommandError(f"command is not executable: {not_executable}", exitcodes.NOT_EXECUTABLE)
+    raise CommandError(f"command not found: {argv0} (searched the child's PATH)", exitcodes.NOT_FOUND)
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str], *, new_session: bool = False,
@@ -91,12 +92,10 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], *, new_session: bool = Fa
         kwargs["setpgroup"] = 0
     try:
         return os.posix_spawn(path, list(argv), dict(env), **kwargs)
-    except FileNotFoundError:
-        raise CommandError(f"command not found: {path}", 127) from None
-    except PermissionError:
-        raise CommandError(f"command is not executable: {path}", 126) from None
     except OSError as exc:
-        raise CommandError(f"cannot execute {path}: {exc.strerror}", 126) from None
+        from .process import exec_failure
+
+        raise exec_failure(path, exc) from None
 
 
 def send(pid: int, signum: int) -> bool:

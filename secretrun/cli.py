@@ -1,7 +1,7 @@
 """The click application: ``run``, ``check``, ``env``, ``init``.
 
-No business logic lives here: commands build ``launch.Options`` and call the
-library. Errors are turned into exit codes in one place, ``launch.report``.
+No business logic lives here: commands build ``app.Options`` and call the
+library. Errors are turned into exit codes in one place, ``app.report``.
 ``secretrun [OPTIONS] -- COMMAND`` is routed to ``run``.
 """
 
@@ -16,7 +16,7 @@ import click
 
 from . import __version__
 from .errors import Kind, SecretrunError, UsageError
-from .launch import LOG_FORMATS, LOG_LEVELS, Options, report, run as run_options, split_assignment
+from .app import LOG_FORMATS, LOG_LEVELS, Options, Reported, open_session, report, run as run_options, split_assignment
 
 EPILOG = """\b
 Examples:
@@ -108,8 +108,6 @@ def app() -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run(manifest, profile, extra_env, log_level, log_format, watch, command) -> None:
     """Resolve the manifest and run COMMAND with it: secretrun run -- COMMAND [ARG...]"""
-    if not command:
-        raise click.UsageError("no command given: secretrun [OPTIONS] -- COMMAND [ARG...]")
     _exit(run_options(_options(manifest, profile, extra_env, log_level, log_format, watch, command)))
 
 
@@ -125,8 +123,6 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
 
     Exits 0 when everything resolves, else with the code of the problems."""
     from .errors import ResolutionError
-    from .launch import open_session
-
     opts = _options(manifest, profile, extra_env, log_level, log_format)
     session = open_session(opts, deliver_files=False)
     try:
@@ -183,9 +179,7 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
             click.echo(f"warning: {text}", err=True)
     if problems:
         error = ResolutionError(problems)
-        if fmt == "table":
-            report(error, opts.log_format)
-        sys.exit(error.code)
+        raise error if fmt == "table" else Reported(error.code)
 
 
 def _check_warnings(session) -> List[str]:
@@ -231,7 +225,6 @@ def env(manifest, profile, extra_env, log_level, log_format, fmt, reveal) -> Non
     name only."""
     import shlex
 
-    from .launch import open_session
     from .logs import MASK
 
     opts = _options(manifest, profile, extra_env, log_level, log_format)
@@ -322,8 +315,6 @@ def init(manifest, dotenv_path, provider, force) -> None:
 
 
 def _adopt_session(manifest, profile, extra_env, log_level, log_format):
-    from .launch import open_session
-
     opts = _options(manifest, profile, extra_env, log_level, log_format)
     return opts, open_session(opts, deliver_files=False)
 
@@ -340,7 +331,6 @@ def _verify(opts) -> None:
     """The same resolution as ``check``, on a fresh session, to prove the
     manifest resolves after writing."""
     from .errors import ResolutionError
-    from .launch import open_session
 
     session = open_session(opts, deliver_files=False)
     try:
@@ -443,23 +433,10 @@ def _exit(code: int) -> None:
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:
-    """Run the click application; every error goes through ``launch.report``."""
+    """Run the click application; every error goes through ``app.report``."""
     try:
         app.main(args=list(sys.argv[1:] if args is None else args), prog_name="secretrun",
                  standalone_mode=False)
         return 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.Abort:
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except SecretrunError as exc:
-        return report(exc)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - app.report is where errors become exit codes
         return report(exc)

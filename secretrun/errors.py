@@ -1,4 +1,4 @@
-"""Errors, problems and the exit codes they map to.
+"""Errors, problems and the exit codes they map to (numbers in ``exitcodes``).
 
 Every failure secretrun reports is either one ``SecretrunError`` or a
 ``ProblemReport`` carrying many ``Problem`` records, so that a user sees every
@@ -23,6 +23,8 @@ a value into them.
 from __future__ import annotations
 
 from typing import ClassVar, Iterable, NamedTuple, Optional
+
+from . import exitcodes
 
 
 class Kind(int):
@@ -52,7 +54,9 @@ class Kind(int):
     MANIFEST: ClassVar["Kind"]      # the manifest is invalid
 
 
-for _value, _name in ((1, "MISSING"), (65, "INVALID"), (69, "UNAVAILABLE"), (77, "DENIED"), (78, "MANIFEST")):
+for _value, _name in ((exitcodes.FAILURE, "MISSING"), (exitcodes.INVALID, "INVALID"),
+                      (exitcodes.UNAVAILABLE, "UNAVAILABLE"), (exitcodes.DENIED, "DENIED"),
+                      (exitcodes.MANIFEST, "MANIFEST")):
     setattr(Kind, _name, Kind(_value, _name))
 
 
@@ -91,7 +95,7 @@ class Problem(NamedTuple):
 class SecretrunError(Exception):
     """Base of every error secretrun reports to its user."""
 
-    exit_code: ClassVar[int] = 1
+    exit_code: ClassVar[int] = exitcodes.FAILURE
 
     @property
     def code(self) -> int:
@@ -99,7 +103,7 @@ class SecretrunError(Exception):
 
 
 class UsageError(SecretrunError):
-    exit_code = 2
+    exit_code = exitcodes.USAGE
 
 
 class CommandError(SecretrunError):
@@ -131,7 +135,7 @@ class ProblemReport(SecretrunError):
         for kind in _PRECEDENCE:
             if kind in kinds:
                 return int(kind)
-        return 1
+        return exitcodes.FAILURE
 
     def render(self) -> str:
         count = len(self.problems)

@@ -14,7 +14,8 @@ import signal
 import sys
 from typing import Mapping, NoReturn, Sequence
 
-from .errors import CommandError, Kind, Problem, ResolutionError
+from . import exitcodes
+from .errors import CommandError, Kind, Problem, ResolutionError, UsageError
 
 # Linux refuses a single "NAME=value" longer than MAX_ARG_STRLEN (32 pages).
 MAX_ARG_STRLEN = 131072
@@ -53,27 +54,39 @@ def reset_signals() -> None:
             signal.signal(sig, signal.SIG_DFL)
 
 
+def require_command(argv: Sequence[str]) -> None:
+    """The one check for an empty command line, whichever way it arrives."""
+    if not argv:
+        raise UsageError("no command given: secretrun [OPTIONS] -- COMMAND [ARG...]")
+
+
+def exec_failure(path: str, exc: OSError) -> CommandError:
+    """Why ``path`` could not be executed, with its exit code
+    (``exitcodes.for_exec_failure``: 127 not found, 126 otherwise)."""
+    if isinstance(exc, FileNotFoundError):
+        message = f"command not found: {path}"
+    elif isinstance(exc, PermissionError):
+        message = f"command is not executable: {path} (permission denied)"
+    elif exc.errno == errno.ENOEXEC:
+        message = f"command is not executable: {path} (exec format error)"
+    elif exc.errno == errno.E2BIG:
+        message = f"the environment is too large to run {path}; use file = true for large values"
+    else:
+        message = f"cannot run {path}: {exc.strerror}"
+    return CommandError(message, exitcodes.for_exec_failure(exc))
+
+
 def exec_replace(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     """Become the command. Returns only by raising ``CommandError``
     (127 not found, 126 not executable)."""
-    if not argv:
-        raise CommandError("no command given after '--'", 2)
+    require_command(argv)
     check_env_size(env, argv)
     sys.stdout.flush()
     sys.stderr.flush()
     reset_signals()
     try:
         os.execvpe(argv[0], list(argv), dict(env))
-    except FileNotFoundError:
-        raise CommandError(f"command not found: {argv[0]}", 127) from None
-    except PermissionError:
-        raise CommandError(f"command is not executable: {argv[0]} (permission denied)", 126) from None
     except OSError as exc:
-        if exc.errno == errno.ENOEXEC:
-            raise CommandError(f"command is not executable: {argv[0]} (exec format error)", 126) from None
-        if exc.errno == errno.E2BIG:
-            raise CommandError(f"the environment is too large to run {argv[0]}; use file = true "
-                               "for large values", 126) from None
-        raise CommandError(f"cannot run {argv[0]}: {exc.strerror}", 126) from None
+        raise exec_failure(argv[0], exc) from None
     finally:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)

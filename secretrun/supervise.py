@@ -45,13 +45,14 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from . import child
+from . import child, exitcodes
 from .errors import CommandError
 from .mask import Plumbing
+from .process import require_command
 from .watch import Decision, Poller
 
-EXIT_ON_CHANGE = 75
-EXIT_STALE = 69
+EXIT_ON_CHANGE = exitcodes.ON_CHANGE
+EXIT_STALE = exitcodes.STALE
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
@@ -112,8 +113,7 @@ class Supervisor:
                  rand: Callable[[], float] = random.random,
                  spawn=child.spawn, write_files=None, notifier=None,
                  subreaper: bool = True) -> None:
-        if not argv:
-            raise CommandError("no command given after --", 127)
+        require_command(argv)
         self.session = session
         self.settings = session.settings
         self.argv = list(argv)
@@ -274,7 +274,7 @@ class Supervisor:
         if self.killed_at is not None and now >= self.killed_at + _KILL_GRACE:
             self.log.error("the command's process did not go away after SIGKILL", pid=self.pid)
             self.pid = None
-            self.result = 128 + signal.SIGKILL
+            self.result = exitcodes.killed_by(signal.SIGKILL)
             return
         if self.splay_until is not None and now >= self.splay_until:
             self.splay_until = None
@@ -433,7 +433,7 @@ class Supervisor:
     def _shutdown(self, sig: int) -> None:
         name = child.signal_name(sig)
         if self.pid is None:
-            self.result = 128 + sig
+            self.result = exitcodes.killed_by(sig)
             return
         child.send(self.pid, sig)
         if self.after_stop == "shutdown" and self.state == "stopping":

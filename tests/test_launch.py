@@ -87,7 +87,7 @@ def test_missing_sdk_names_the_extra(monkeypatch):
 
 
 def test_crash_handler_shows_type_and_place_never_the_message(capsys):
-    from secretrun.launch import report
+    from secretrun.app import report
 
     try:
         {}["canary-value-in-a-key-error"]

@@ -1,0 +1,132 @@
+"""The application layer: what both command-line parsers call.
+
+``launch`` (the hand parser of the exec path) and ``cli`` (click, for
+everything else) build the same ``Options`` and call ``run`` or
+``open_session`` here; whatever they raise comes back through ``report``,
+the one place an error becomes a message and an exit code. This module
+imports neither parser, so the two entries never import each other's
+service layer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
+
+from . import exitcodes
+from .errors import SecretrunError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .resolver import Session
+
+
+class Options(NamedTuple):
+    manifest: Optional[str] = None
+    profile: Optional[str] = None
+    watch: Optional[bool] = None          # None: the manifest's settings.watch
+    extra_env: Tuple[Tuple[str, str], ...] = ()
+    log_level: Optional[str] = None
+    log_format: Optional[str] = None
+    argv: Tuple[str, ...] = ()
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+class Reported(SecretrunError):
+    """A failure the command has already shown (``check --format json``
+    printed its problems): exit with ``code``, print nothing more."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__("")
+        self._code = code
+
+    @property
+    def code(self) -> int:
+        return self._code
+
+
+def split_assignment(text: str) -> Tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not name:
+        raise UsageError(f"-e takes NAME=VALUE, not {text!r}")
+    return name, value
+
+
+def open_session(opts: Options, watch: bool = False, deliver_files: bool = True) -> "Session":
+    from . import logs
+    from .manifest import load
+    from .resolver import Session
+
+    log = logs.configure(opts.log_level, opts.log_format)
+    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
+    return Session(manifest, extras, os.environ, watch=watch, log=log, deliver_files=deliver_files)
+
+
+def run(opts: Options) -> int:
+    """Resolve, then exec (or supervise, when watching). Returns an exit code
+    only when supervising; exec does not return."""
+    from . import logs
+    from .manifest import load
+    from .process import require_command
+    from .resolver import Session
+
+    log = logs.configure(opts.log_level, opts.log_format)
+    require_command(opts.argv)
+    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
+    watch = manifest.settings.watch if opts.watch is None else opts.watch
+    session = Session(manifest, extras, os.environ, watch=watch, log=log)
+    rendered = session.resolve()
+    log.debug("resolved the environment", variables=len(rendered.managed), manifest=manifest.path)
+    if watch:
+        from .supervise import run as supervise
+
+        try:
+            return supervise(session, list(opts.argv), log)
+        finally:
+            session.close()
+    from .process import exec_replace
+
+    # Nothing of ours survives exec: log out of the stores now (a Vault login
+    # token would otherwise outlive the run by its whole TTL).
+    session.close_providers()
+    exec_replace(opts.argv, rendered.env)
+
+
+def report(error: BaseException, log_format: Optional[str] = None) -> int:
+    """Show ``error`` to a person (or as one JSON line) and return its exit
+    code (``exitcodes.for_error``). Both entries send every error here."""
+    code = exitcodes.for_error(error)
+    if isinstance(error, (KeyboardInterrupt, SystemExit, Reported)):
+        return code
+    click = sys.modules.get("click")
+    if click is not None and isinstance(error, (click.ClickException, click.exceptions.Exit, click.Abort)):
+        if isinstance(error, click.ClickException):
+            error.show()
+        return code
+    from . import logs
+
+    log = logs.get()
+    if isinstance(error, SecretrunError):
+        problems = getattr(error, "problems", None)
+        if (log_format or log.fmt) == "json":
+            fields: dict = {"exit_code": code}
+            if problems:
+                fields["problems"] = [{"kind": p.kind.name.lower(), "message": p.message, "variable": p.variable,
+                                       "provider": p.provider, "reference": p.reference, "location": p.location}
+                                      for p in problems]
+            log.log("error", getattr(error, "title", None) or str(error), **fields)
+        else:
+            sys.stderr.write(log.redact(f"secretrun: {error}") + "\n")
+        return code
+    # An unexpected failure: the type and where, never the message or locals
+    # (an exception's message may quote data it was handling).
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)[-3:]
+    where = "; ".join(f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}" for f in frames)
+    sys.stderr.write(f"secretrun: internal error: {type(error).__name__} at {where}\n"
+                     "secretrun: please report this; no secret values are shown here\n")
+    return code
