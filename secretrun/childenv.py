@@ -211,8 +211,10 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
     for imp in manifest.imports:
         if imp.ref.provider in skip:
             continue
+        # A tree fetch, or the plain one where the store answers both alike
+        # (the session fetched one of the two: ``Provider.tree_is_value``).
         sid = imp.ref.secret_id._replace(tree=True)
-        outcome = snapshot.get(sid)
+        outcome = snapshot.get(sid, snapshot.get(imp.ref.secret_id))
         if isinstance(outcome, ProviderError) or outcome is None:
             err = outcome or ProviderError("was not fetched")
             if isinstance(err, NotFound) and not imp.required:

@@ -100,6 +100,7 @@ class Logger:
 
 _logger = Logger()
 _captured = False
+_owns_process = False    # set by configure(): the command line owns the process's logging
 
 
 def get() -> Logger:
@@ -107,6 +108,11 @@ def get() -> Logger:
 
 
 def configure(level: Optional[str] = None, fmt: Optional[str] = None) -> Logger:
+    """Set up secretrun's diagnostics for the command line, which then owns
+    the process's logging (``capture_stdlib`` may take over the root logger).
+    Library use (``secretrun.resolve``) never calls this."""
+    global _owns_process
+    _owns_process = True
     if level:
         _logger.level = LEVELS.get(level.lower(), 30)
     if fmt:
@@ -115,9 +121,11 @@ def configure(level: Optional[str] = None, fmt: Optional[str] = None) -> Logger:
 
 
 def capture_stdlib() -> None:
-    """Route the stdlib ``logging`` tree (SDKs, our providers) through ours."""
+    """Route the stdlib ``logging`` tree (SDKs, our providers) through ours,
+    when the command line owns the process. Inside a host application
+    (``secretrun.resolve()``) its logging is its own: nothing is changed."""
     global _captured
-    if _captured:
+    if _captured or not _owns_process:
         return
     _captured = True
     import logging

@@ -11,8 +11,9 @@ Fetching (``fetch_all``):
 - local stores (env, dotenv, file) inline; network stores in a thread pool
   sized to the work, at most ``max_concurrency`` in flight per store, in
   chunks of ``batch_size`` where the store has a batch verb;
-- ``Unavailable`` retried ``settings.retries`` times with exponential backoff
-  and full jitter; nothing else is retried.
+- errors whose ``retryable`` is true (``Unavailable``, unless it says
+  otherwise, as a TLS refusal does) retried ``settings.retries`` times with
+  exponential backoff and full jitter; nothing else is retried.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from . import logs
-from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError, Unavailable
+from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError
 from .manifest import Manifest, Settings
 from .providers import load as load_provider
 from .providers.base import Provider, ProviderContext, Secret, SecretId
@@ -55,7 +56,7 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt)))
 
 
-def _pause(attempt: int, error: Optional[Unavailable]) -> float:
+def _pause(attempt: int, error: Optional[ProviderError]) -> float:
     return max(_backoff(attempt), getattr(error, "retry_after", None) or 0.0)
 
 
@@ -64,8 +65,8 @@ def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float]
     while True:
         try:
             return call()
-        except Unavailable as exc:
-            if attempt >= retries:
+        except ProviderError as exc:   # the error says whether asking again can help
+            if attempt >= retries or not exc.retryable:
                 raise
             sleep(_pause(attempt, exc))
             attempt += 1
@@ -163,7 +164,7 @@ def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sle
             if sid not in got:
                 got[sid] = _fetch_one(provider, sid, retries, sleep)
         result.update(got)
-        pending = tuple(s for s in pending if isinstance(got[s], Unavailable))
+        pending = tuple(s for s in pending if isinstance(got[s], ProviderError) and got[s].retryable)
         if not pending or attempt >= retries:
             return result
         sleep(_pause(attempt, max((got[s] for s in pending), key=lambda e: getattr(e, "retry_after", 0) or 0)))
@@ -276,9 +277,15 @@ class Session:
             wanted += [r.secret_id for r in refs(var.template)]
         for tpl in self.extras.values():
             wanted += [r.secret_id for r in refs(tpl)]
-        for imp in self.manifest.imports:
-            wanted.append(imp.ref.secret_id._replace(tree=True))
+        wanted += [self._import_sid(imp) for imp in self.manifest.imports]
         return list(dict.fromkeys(wanted))
+
+    def _import_sid(self, imp: Any) -> SecretId:
+        """What an ``[[import]]`` fetches: a tree, or the plain secret where the
+        store answers both alike, so ``#field`` references to it share the read."""
+        sid = imp.ref.secret_id
+        provider = self._provider(sid.provider)
+        return sid if provider is not None and provider.tree_is_value else sid._replace(tree=True)
 
     # -- resolution --
 
@@ -306,7 +313,7 @@ class Session:
     def _users(self, sid: SecretId) -> List[str]:
         names = [v.name for v in self.manifest.env.values() if any(r.secret_id == sid for r in refs(v.template))]
         names += [n for n, t in self.extras.items() if any(r.secret_id == sid for r in refs(t))]
-        names += [i.label for i in self.manifest.imports if i.ref.secret_id._replace(tree=True) == sid]
+        names += [i.label for i in self.manifest.imports if self._import_sid(i) == sid]
         return names
 
     def _observe(self, sid: SecretId, outcome: Outcome, seconds: float) -> None:

@@ -121,6 +121,10 @@ class Provider:
     batch_size: int = 1
     #: Most requests in flight to this store at once.
     max_concurrency: ClassVar[int] = 16
+    #: True when a tree fetch (``[[import]]``) answers with what a plain fetch
+    #: does (a Vault KV map either way): the resolver then reads the secret
+    #: once for an import and the ``#field`` references beside it.
+    tree_is_value: ClassVar[bool] = False
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx

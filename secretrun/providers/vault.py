@@ -104,6 +104,7 @@ class VaultProvider(Provider):
     # Vault answers many requests at once; 32 in flight covers the common
     # manifest in one round trip (see bench/vault.py).
     max_concurrency = 32
+    tree_is_value = True   # a KV secret is one map, imported or read by field
 
     def __init__(self, ctx: ProviderContext, address: str, auth: AuthConfig, *, namespace: str = "",
                  verify: Any = True, cert: Optional[Tuple[str, str]] = None, timeout: float = 10.0,
