@@ -33,7 +33,6 @@ from .manifest import EnvVar, Manifest
 from .providers.base import Provider, Secret, SecretId, as_mapping, render
 from .template import single_ref
 
-WRITABLE = ("vault", "aws-secretsmanager", "aws-ssm", "gcp-secretmanager", "azure-keyvault")
 JOURNAL = ".secretrun-journal.json"
 DEFAULT_LENGTH = 32
 
@@ -155,6 +154,21 @@ class Target(NamedTuple):
         return tuple(v for v, _ in self.uses)
 
 
+def writable(type_name: str) -> bool:
+    """Whether a provider type can be pushed to and rotated: its class offers
+    the ``write`` capability (``providers.capabilities``), built-in or not.
+    A type whose library is missing counts as writable here, so that
+    building it reports the missing library instead of skipping it."""
+    from .errors import ProviderConfigError
+    from .providers import load
+    from .providers.capabilities import offers
+
+    try:
+        return offers(load(type_name), "write")
+    except ProviderConfigError:
+        return True
+
+
 def targets(manifest: Manifest, names: Optional[List[str]] = None) -> Tuple[List[Target], List[Problem]]:
     """The writable secrets behind ``names`` (every variable when None).
     Variables that are not one reference to a writable store are skipped
@@ -169,10 +183,12 @@ def targets(manifest: Manifest, names: Optional[List[str]] = None) -> Tuple[List
                                     location=manifest.path))
             continue
         ref = single_ref(var.template)
-        if ref is None or types.get(ref.provider) not in WRITABLE:
+        type_name = types.get(ref.provider) if ref is not None else None
+        if ref is None or type_name is None or not writable(type_name):
             if names is not None:
-                problems.append(Problem(Kind.MISSING, "is not exactly one reference to a writable store "
-                                        f"({', '.join(WRITABLE)})", variable=name))
+                why = f"provider type {type_name!r} has no write()" if type_name else "see the provider table"
+                problems.append(Problem(Kind.MISSING, f"is not exactly one reference to a writable store ({why})",
+                                        variable=name))
             continue
         if ref.version is not None:
             if names is None:
@@ -233,7 +249,7 @@ def current(provider: Provider, sid: SecretId) -> Optional[Secret]:
 
 
 def desired(target: Target, now: Optional[Secret], values: Mapping[str, str],
-            provider_type: str) -> Tuple[Any, Dict[str, str]]:
+            provider: Provider) -> Tuple[Any, Dict[str, str]]:
     """The value to write for ``target`` and each variable's action
     (``create``, ``update``, ``unchanged`` or ``replace``: differs from what is
     there). Fields keep the secret's other fields."""
@@ -243,8 +259,9 @@ def desired(target: Target, now: Optional[Secret], values: Mapping[str, str],
     if whole and fields:
         raise ProviderError(f"{target.sid}: read both whole and by field; push one or the other")
     if whole:
-        if provider_type == "vault":
-            raise ProviderError(f"{target.sid}: a Vault KV secret is a map, so the reference needs '#FIELD'")
+        if provider.secret_is_map:
+            raise ProviderError(f"{target.sid}: a {provider.type_name} secret is a map, so the reference "
+                                "needs '#FIELD'")
         texts = {values[v] for v in whole}
         if len(texts) > 1:
             raise ProviderError(f"{target.sid}: {', '.join(whole)} give it different values")
@@ -373,7 +390,7 @@ def push(session, values: Mapping[str, str], dry_run: bool = False, overwrite: b
         try:
             provider.check(target.sid)
             now = current(provider, target.sid)
-            value, actions = desired(target, now, values, manifest.providers[target.provider].type)
+            value, actions = desired(target, now, values, provider)
         except ProviderError as exc:
             problems.append(_problem(exc, target))
             continue
@@ -517,7 +534,7 @@ def rotate(session, names: List[str], length: Optional[int] = None, alphabet: Op
         try:
             provider.check(target.sid)
             now = current(provider, target.sid)
-            value, _ = desired(target, now, new, manifest.providers[target.provider].type)
+            value, _ = desired(target, now, new, provider)
         except ProviderError as exc:
             problems.append(_problem(exc, target))
             continue

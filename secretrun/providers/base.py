@@ -125,6 +125,9 @@ class Provider:
     #: does (a Vault KV map either way): the resolver then reads the secret
     #: once for an import and the ``#field`` references beside it.
     tree_is_value: ClassVar[bool] = False
+    #: True when every secret is a map of fields (a Vault KV secret): ``push``
+    #: and ``rotate`` write fields (``#FIELD`` references), never a whole value.
+    secret_is_map: ClassVar[bool] = False
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx

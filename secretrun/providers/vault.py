@@ -105,6 +105,7 @@ class VaultProvider(Provider):
     # manifest in one round trip (see bench/vault.py).
     max_concurrency = 32
     tree_is_value = True   # a KV secret is one map, imported or read by field
+    secret_is_map = True
 
     def __init__(self, ctx: ProviderContext, address: str, auth: AuthConfig, *, namespace: str = "",
                  verify: Any = True, cert: Optional[Tuple[str, str]] = None, timeout: float = 10.0,

@@ -1,0 +1,116 @@
+"""What a provider can do beyond its core, asked by capability, not by type.
+
+The core every provider has is ``fetch`` and ``close`` (with ``from_config``
+to build it). Everything else is a capability: a small protocol a provider
+implements by defining its verbs. ``base.Provider`` gives every verb a
+harmless default so a subclass only writes what it offers; ``offers`` tells
+an offered verb from an inherited default, so ``push``, ``rotate`` and the
+core ask "can this store be written to?" rather than "is it one of these
+five types?", and a third-party provider gets the same treatment as ours.
+
+This module is not on the exec path (``typing.Protocol`` costs start-up).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Protocol, Tuple, Union, runtime_checkable
+
+from ..errors import ProviderError
+from .base import Lease, Provider, Secret, SecretId, Value
+
+
+@runtime_checkable
+class Core(Protocol):
+    """Every provider: read one secret; release what it holds."""
+
+    type_name: str
+
+    def fetch(self, sid: SecretId) -> Secret: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Batch(Protocol):
+    """Read many secrets in one request (``batch_size`` > 1)."""
+
+    batch_size: int
+
+    def fetch_batch(self, sids: Tuple[SecretId, ...]) -> Mapping[SecretId, Union[Secret, ProviderError]]: ...
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """A cheap check of whether a secret changed: a version token to compare
+    with the last ``Secret.version``, a ``Secret`` when the only cheap check is
+    the read itself, None when there is none."""
+
+    def probe(self, sid: SecretId) -> Union[str, Secret, None]: ...
+
+
+@runtime_checkable
+class Leases(Protocol):
+    """Secrets with a lifetime (Vault dynamic credentials) and a login that
+    must be kept alive."""
+
+    def renew(self, lease: Lease) -> Optional[Lease]: ...
+    def revoke(self, lease: Lease) -> None: ...
+    def keepalive(self) -> None: ...
+
+
+@runtime_checkable
+class Write(Protocol):
+    """Store a value as a new version; return the version id (or None).
+    ``push`` and ``rotate`` use every provider that has it."""
+
+    def write(self, sid: SecretId, value: Value) -> Optional[str]: ...
+
+
+@runtime_checkable
+class Age(Protocol):
+    """When the current version was written (epoch seconds), for
+    ``rotate --all-older-than``."""
+
+    def changed_at(self, sid: SecretId) -> Optional[float]: ...
+
+
+@runtime_checkable
+class ChangeSource(Protocol):
+    """A store that pushes changes (a Kubernetes watch, a notification
+    stream) instead of being polled. ``watch_changes`` starts watching
+    ``sids`` and calls ``notify(sid)`` from any thread when one may have
+    changed; the supervisor then refreshes it as a poll would. It returns a
+    function that stops the watch. Polling stays the fallback: a provider
+    that offers this may still offer ``probe``."""
+
+    def watch_changes(self, sids: Iterable[SecretId], notify: Callable[[SecretId], None]) -> Callable[[], None]: ...
+
+
+#: Capability name -> (protocol, the verbs that make it up).
+CAPABILITIES: Dict[str, Tuple[Any, Tuple[str, ...]]] = {
+    "batch": (Batch, ("fetch_batch",)),
+    "probe": (Probe, ("probe",)),
+    "lease": (Leases, ("renew", "revoke")),
+    "write": (Write, ("write",)),
+    "age": (Age, ("changed_at",)),
+    "change_source": (ChangeSource, ("watch_changes",)),
+}
+
+
+def offers(provider: Any, capability: str) -> bool:
+    """True when ``provider`` (a class or an instance) implements
+    ``capability`` itself: each of its verbs is defined, and is not
+    ``base.Provider``'s default. ``batch`` also needs ``batch_size`` > 1."""
+    _, verbs = CAPABILITIES[capability]
+    cls = provider if isinstance(provider, type) else type(provider)
+    for verb in verbs:
+        mine = getattr(cls, verb, None)
+        if mine is None or mine is getattr(Provider, verb, None):
+            return False
+    if capability == "batch":
+        return int(getattr(provider, "batch_size", 1)) > 1
+    return True
+
+
+def capabilities(provider: Any) -> Tuple[str, ...]:
+    """Every capability ``provider`` offers, by name (for docs and ``check``)."""
+    return tuple(name for name in CAPABILITIES if offers(provider, name))
