@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 
+
 def timed(argv, cwd) -> float:
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL)

@@ -114,7 +114,7 @@ class Bao:
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("bao server did not start")
+                    raise RuntimeError("bao server did not start") from None
                 time.sleep(0.05)
         (work / "token").write_text("root")
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Optional
 
-from .errors import (CommandError, ManifestError, Problem, ProblemReport, ResolutionError, SecretrunError,
-                     UsageError)
+from .errors import CommandError, ManifestError, Problem, ProblemReport, ResolutionError, SecretrunError, UsageError
 
 __version__ = "0.1.0"
 __all__ = ["CommandError", "ManifestError", "Problem", "ProblemReport", "ResolutionError", "SecretrunError",

@@ -557,13 +557,10 @@ def rotate(session, names: List[str], length: Optional[int] = None, alphabet: Op
 
 
 def parse_age(text: str) -> float:
-    """``90d``, ``12h``, ``30m``... as seconds."""
-    from .manifest import parse_duration
+    """``90d``, ``12h``, ``30m``... as seconds (``units.parse_duration``)."""
+    from .units import parse_duration
 
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)d", text.strip())
-    if match:
-        return float(match.group(1)) * 86400
-    seconds = parse_duration(text)
+    seconds = parse_duration(text.strip())
     if seconds is None:
         raise ValueError(f"{text!r} is not a duration (90d, 12h, 30m, 45s)")
     return seconds

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import exitcodes
 from .errors import CommandError
@@ -85,7 +85,7 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], *, new_session: bool = Fa
     failures to the parent. Raises ``CommandError`` 126/127.
     """
     path = find_executable(argv[0], env)
-    kwargs = dict(setsigmask=(), setsigdef=_RESETTABLE, file_actions=list(file_actions) or None)
+    kwargs: Dict[str, Any] = dict(setsigmask=(), setsigdef=_RESETTABLE, file_actions=list(file_actions) or None)
     if new_session:
         kwargs["setsid"] = True
     else:

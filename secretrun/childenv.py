@@ -21,7 +21,7 @@ well-known placeholder values (``changeme``, ``password``...).
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Set, Tuple, Union, cast
 
 from . import logs
 from .errors import InvalidSecret, Kind, NotFound, Problem, ProviderError
@@ -150,6 +150,7 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
             if why:
                 problems.append(Problem(Kind.INVALID, f"the file {name} names {why}", variable=target))
                 continue
+            text = cast(str, text)   # bytes only when for_file
             base[target] = text
             values.append(text)
             sources[target] = f"{name} ({path})"

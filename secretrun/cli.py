@@ -15,8 +15,9 @@ from typing import List, Optional, Sequence
 import click
 
 from . import __version__
-from .errors import Kind, SecretrunError, UsageError
-from .app import LOG_FORMATS, LOG_LEVELS, Options, Reported, open_session, report, run as run_options, split_assignment
+from .app import LOG_FORMATS, LOG_LEVELS, Options, Reported, open_session, report, split_assignment
+from .app import run as run_options
+from .errors import Kind, UsageError
 
 EPILOG = """\b
 Examples:
@@ -129,7 +130,7 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
         result, problems = session.inspect()
     finally:
         session.close()
-    by_var = {}
+    by_var: dict = {}
     for p in problems:
         by_var.setdefault(p.variable, p)
     rows = []
@@ -275,8 +276,8 @@ _SCAFFOLD_PROVIDERS = {
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
 def init(manifest, dotenv_path, provider, force) -> None:
     """Write a starter manifest. Values are never copied into it."""
-    from .providers.dotenv import read_dotenv
     from .errors import ProviderError
+    from .providers.dotenv import read_dotenv
 
     if os.path.exists(manifest) and not force:
         raise click.ClickException(f"{manifest} already exists (use --force to overwrite)")

@@ -121,7 +121,7 @@ class CommandError(SecretrunError):
 class ProblemReport(SecretrunError):
     """Many problems found together; the exit code follows ``_PRECEDENCE``."""
 
-    title: ClassVar[str] = "secretrun failed"
+    title: str = "secretrun failed"
 
     def __init__(self, problems: Iterable[Problem], title: Optional[str] = None) -> None:
         self.problems = tuple(problems)

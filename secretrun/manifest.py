@@ -21,12 +21,11 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 from .errors import Kind, ManifestError, Problem
 from .perms import writable_by_others
 from .template import Ref, Template, TemplateError, parse, refs, single_ref
+from .units import parse_duration, parse_signal  # noqa: F401 - re-exported: durations and signals have one grammar
 
 DEFAULT_PATH = "secretrun.toml"
 ON_CHANGE = ("restart", "signal", "exit")
 VAR_ON_CHANGE = ("restart", "signal", "ignore")
-_DURATION = r"(\d+(?:\.\d+)?)(ms|s|m|h)"   # compiled on first use: most manifests use defaults
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class Settings(NamedTuple):
@@ -103,35 +102,6 @@ def is_env_name(name: str) -> bool:
     return bool(name) and name.isascii() and not name[0].isdigit() and name.replace("_", "a").isalnum()
 
 
-def parse_duration(value: Any) -> Optional[float]:
-    """``"250ms"``, ``"30s"``, ``"1h30m"`` or a number of seconds; None if malformed."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if value >= 0 else None
-    if not isinstance(value, str) or not value:
-        return None
-    total, pos = 0.0, 0
-    for m in re.finditer(_DURATION, value):
-        if m.start() != pos:
-            return None
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return total if pos == len(value) else None
-
-
-def parse_signal(value: Any) -> Optional[int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if value in signal.valid_signals() else None
-    if not isinstance(value, str):
-        return None
-    name = value.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    sig = getattr(signal, name, None)
-    return int(sig) if isinstance(sig, signal.Signals) else None
-
-
 # --- reading -----------------------------------------------------------------
 
 
@@ -154,7 +124,7 @@ def read_toml(path: str) -> Dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # Python < 3.11
-        import tomli as tomllib
+        import tomli as tomllib  # type: ignore[no-redef]
     try:
         text = data.decode("utf-8")
         return tomllib.loads(text)
@@ -209,7 +179,7 @@ def apply_profile(raw: Dict[str, Any], name: str, problems: List[Problem], path:
                 base = merged.get(vname)
                 if isinstance(vval, Mapping) and base is not None:
                     base = base if isinstance(base, Mapping) else {"value": base}
-                    merged[vname] = merge(base, vval)
+                    merged[vname] = merge(dict(base), vval)
                 else:
                     merged[vname] = vval
             out["env"] = merged
@@ -272,7 +242,7 @@ def _settings(raw: Any, c: _Checker) -> Settings:
         elif kind == "duration":
             seconds = parse_duration(value)
             if seconds is None:
-                c.bad(f"{where}: {value!r} is not a duration (like \"250ms\", \"30s\", \"5m\", \"1h\")")
+                c.bad(f"{where}: {value!r} is not a duration (like \"250ms\", \"30s\", \"5m\", \"1h\", \"1d\")")
             else:
                 values[key] = seconds
         elif kind == "signal":

@@ -84,7 +84,8 @@ class Masker:
         matches = [(m.start(), m.end()) for m in self._regex.finditer(buf)]
         cut = self._hold_point(buf, matches)
         self._held = buf[cut:]
-        out, pos = [], 0
+        out: List[bytes] = []
+        pos = 0
         for start, end in matches:
             if end > cut:
                 break
@@ -109,7 +110,7 @@ class Masker:
         may still complete there)."""
         n = len(buf)
         window = max(0, n - self._longest + 1)
-        inside = set()
+        inside: set = set()
         for start, end in matches:
             if end > window:
                 inside.update(range(max(start + 1, window), end))

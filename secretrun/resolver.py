@@ -56,7 +56,7 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt)))
 
 
-def _pause(attempt: int, error: Optional[ProviderError]) -> float:
+def _pause(attempt: int, error: object) -> float:
     return max(_backoff(attempt), getattr(error, "retry_after", None) or 0.0)
 
 
@@ -164,7 +164,8 @@ def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sle
             if sid not in got:
                 got[sid] = _fetch_one(provider, sid, retries, sleep)
         result.update(got)
-        pending = tuple(s for s in pending if isinstance(got[s], ProviderError) and got[s].retryable)
+        again = {s for s, out in got.items() if isinstance(out, ProviderError) and out.retryable}
+        pending = tuple(s for s in pending if s in again)
         if not pending or attempt >= retries:
             return result
         sleep(_pause(attempt, max((got[s] for s in pending), key=lambda e: getattr(e, "retry_after", 0) or 0)))
@@ -207,7 +208,7 @@ class Session:
         self.provider_problems: Dict[str, Problem] = {}
         self.snapshot: Snapshot = {}
         self.rendered: Optional[Rendered] = None
-        self._delivery = None
+        self._delivery: Any = None
         self._option_env: List[str] = []
         self._leases: Dict[SecretId, list] = {}
         self._audit = None
@@ -250,7 +251,7 @@ class Session:
         self.providers[name] = provider
         return provider
 
-    def _render_option(self, name: str, path: Tuple[str, ...], tpl: Template, building: Tuple[str, ...]) -> str:
+    def _render_option(self, name: str, path: Tuple[str, ...], tpl: Template, building: Tuple[str, ...]) -> Union[str, bytes]:
         from .childenv import render_template
 
         deps = {}
@@ -303,10 +304,10 @@ class Session:
                 usable[sid.provider].check(sid)
             except ProviderError as exc:
                 refused[sid] = exc
-        if any(exc.kind == Kind.MANIFEST for exc in refused.values()):
-            for sid, exc in refused.items():
+        if any(err.kind == Kind.MANIFEST for err in refused.values() if isinstance(err, ProviderError)):
+            for sid, err in refused.items():
                 if observe:
-                    observe(sid, exc, 0.0)
+                    observe(sid, err, 0.0)
             return refused  # a malformed reference: nothing is fetched
         return fetch_all(usable, sids, self.settings.retries, observe=observe)
 

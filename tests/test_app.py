@@ -13,7 +13,7 @@ from pathlib import Path
 from secretrun.errors import Unavailable
 from secretrun.providers.base import ProviderContext, SecretId
 from secretrun.resolver import fetch_all
-from tests.conftest import CANARY, assert_no_canary
+from tests.conftest import assert_no_canary
 from tests.vault_server import audit_paths
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,9 +18,9 @@ import boto3
 import pytest
 
 from secretrun.errors import Denied, InvalidSecret, NotFound, ProviderConfigError, Unavailable
-from secretrun.providers.base import ProviderContext, Secret, SecretId, select_field
 from secretrun.providers.aws_secretsmanager import SecretsManagerProvider
 from secretrun.providers.aws_ssm import SsmProvider, parameter_name, variable_name
+from secretrun.providers.base import ProviderContext, Secret, SecretId, select_field
 from secretrun.resolver import fetch_all
 from tests.aws_fixtures import FaultProxy, MotoServer, aws_test_environ, free_port
 from tests.conftest import CANARY, assert_no_canary

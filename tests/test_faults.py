@@ -27,7 +27,7 @@ from tests.conftest import CANARY, assert_no_canary
 from tests.faults import FaultProxy
 from tests.servers.azure import azure, azure_fake  # noqa: F401 - fixtures
 from tests.servers.gcp import gcp_server, gcp_store  # noqa: F401 - fixtures
-from tests.watch_fixtures import Watched, manifest_text, wait_for
+from tests.watch_fixtures import Watched, manifest_text
 
 TIMEOUT = 0.5      # settings.timeout in every manifest here
 RETRIES = 1        # settings.retries
@@ -59,7 +59,7 @@ def run_faults(secretrun, write, cases, env, attempts_per_call=1, login_calls=1)
             return name, run, time.monotonic() - started, words, proxy
 
     with ThreadPoolExecutor(4) as pool:
-        for name, run, took, words, proxy in pool.map(one, cases):
+        for name, run, took, words, _proxy in pool.map(one, cases):
             results[name] = took
             assert run.code == 69, (name, run)
             for word in words:

@@ -10,7 +10,6 @@ import pytest
 from secretrun import providers
 from secretrun.launch import Options, parse_fast
 
-
 CASES = [
     ["--", "cmd"],
     ["run", "--", "cmd", "--flag", "-m", "x"],

@@ -150,12 +150,12 @@ def test_extra_env_is_validated(manifest):
 
 
 @pytest.mark.parametrize("text, seconds", [("250ms", 0.25), ("30s", 30), ("5m", 300), ("1h", 3600),
-                                           ("1h30m", 5400), (10, 10.0), ("0s", 0)])
+                                           ("1h30m", 5400), (10, 10.0), ("0s", 0), ("90d", 7776000)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5", "s", "-1s", "1d", "1s 2s", True, -3])
+@pytest.mark.parametrize("text", ["", "5", "s", "-1s", "1w", "1s 2s", True, -3])
 def test_bad_durations(text):
     assert parse_duration(text) is None
 

@@ -8,7 +8,9 @@ import struct
 import termios
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from secretrun.mask import MASK, Masker, mask_text
 from tests.conftest import CANARY, assert_no_canary

@@ -3,9 +3,9 @@ batching, retries. Providers here are fakes of the interface; every real
 provider is tested against its real store in its own module."""
 
 import threading
+import time
 
 import pytest
-import time
 
 from secretrun.errors import Denied, NotFound, Unavailable
 from secretrun.providers.base import Provider, ProviderContext, Secret, SecretId

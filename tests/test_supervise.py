@@ -15,9 +15,23 @@ import pytest
 from secretrun import child
 from secretrun.supervise import EXIT_ON_CHANGE, Supervisor
 from tests.conftest import CANARY, assert_no_canary
-from tests.watch_fixtures import (rotate, CHILD_APP, PY, FakeLog, FakeSession, Records, Watched, children_of,
-                                  manifest_text, outage, proc_ppid, proc_state, rendered, settings,
-                                  wait_for)
+from tests.watch_fixtures import (
+    CHILD_APP,
+    PY,
+    FakeLog,
+    FakeSession,
+    Records,
+    Watched,
+    children_of,
+    manifest_text,
+    outage,
+    proc_ppid,
+    proc_state,
+    rendered,
+    rotate,
+    settings,
+    wait_for,
+)
 
 NEW = CANARY + "-rotated"
 STANDARD = (1 << 31) - 1        # signals 1..31 in a SigIgn/SigBlk mask

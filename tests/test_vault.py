@@ -21,9 +21,7 @@ from secretrun.providers import load
 from secretrun.providers.base import Lease, ProviderContext, SecretId, select_field
 from secretrun.providers.vault import K8S_TOKEN_FILE, VaultProvider, _from_status, _proxies
 from tests.conftest import CANARY, assert_no_canary
-from tests.vault_server import (ROLE_ID, BaoServer, Signer, audit_paths, put_kv2,
-                                service_account_claims)
-
+from tests.vault_server import ROLE_ID, BaoServer, Signer, audit_paths, put_kv2, service_account_claims
 
 # --- fixtures ----------------------------------------------------------------------------------
 
@@ -344,7 +342,7 @@ def test_close_revokes_our_own_token_but_not_the_users(bao):
     provider.fetch(sid("secret/app/db"))
     token = provider._client.adapter.token
     provider.close()
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - hvac raises Forbidden or InvalidRequest by version
         root.auth.token.lookup(token)
     user = make(bao)
     user.fetch(sid("secret/app/db"))
@@ -685,25 +683,25 @@ def _manifest(manifest, bao, env_block: str, extra: str = "") -> Path:
 
 
 def test_end_to_end_run(bao, manifest, secretrun):
-    path = manifest(f"""
+    path = manifest("""
         version = 1
 
         [providers.vault]
         type = "vault"
 
         [env]
-        DATABASE_URL = "${{vault:secret/app/db#url}}"
-        DB_PASSWORD = "${{vault:secret/app/db#password}}"
-        OLD_PASSWORD = "${{vault:secret/app/db?version=1#password}}"
-        DB_USER = "${{vault:secret/app/db#nested.user}}"
-        DSN = "postgres://${{vault:secret/app/db#nested.user}}:${{vault:secret/app/db#password}}@db/app"
-        KV1_URL = "${{vault:kv1/app/db#url}}"
-        TLS_CRT = "${{vault:secret/app/canary#tls.crt}}"
-        CANARY_VALUE = "${{vault:secret/app/canary#value}}"
-        KV1_CANARY = "${{vault:kv1/app/canary#value}}"
+        DATABASE_URL = "${vault:secret/app/db#url}"
+        DB_PASSWORD = "${vault:secret/app/db#password}"
+        OLD_PASSWORD = "${vault:secret/app/db?version=1#password}"
+        DB_USER = "${vault:secret/app/db#nested.user}"
+        DSN = "postgres://${vault:secret/app/db#nested.user}:${vault:secret/app/db#password}@db/app"
+        KV1_URL = "${vault:kv1/app/db#url}"
+        TLS_CRT = "${vault:secret/app/canary#tls.crt}"
+        CANARY_VALUE = "${vault:secret/app/canary#value}"
+        KV1_CANARY = "${vault:kv1/app/canary#value}"
 
         [[import]]
-        from = "${{vault:secret/app/config}}"
+        from = "${vault:secret/app/config}"
         prefix = "APP_"
         """)
     audit = Audit(bao)

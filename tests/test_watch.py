@@ -12,8 +12,7 @@ import pytest
 
 from secretrun.watch import Poller, changed_variables
 from tests.conftest import CANARY, assert_no_canary
-from tests.watch_fixtures import (rotate, FakeClock, FakeLog, Watched, manifest_text, outage, rendered,
-                                  settings, wait_for)
+from tests.watch_fixtures import FakeClock, FakeLog, Watched, manifest_text, outage, rendered, rotate, settings, wait_for
 
 NEW = CANARY + "-rotated"
 

@@ -49,7 +49,7 @@ _loaded: Dict[str, "Type[Provider]"] = {}
 def _plugin_entry_points() -> Dict[str, str]:
     from importlib.metadata import entry_points
 
-    found = {}
+    found: Dict[str, str] = {}
     for ep in entry_points(group=GROUP):
         found.setdefault(ep.name, ep.value)
     return found

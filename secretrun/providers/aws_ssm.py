@@ -99,8 +99,9 @@ class SsmProvider(Provider):
 
     def fetch_batch(self, sids: Tuple[SecretId, ...]) -> Mapping[SecretId, Union[Secret, ProviderError]]:
         """One ``GetParameters`` call for up to 10 references; path imports,
-        and any answer the call leaves unclear, are read on their own. A
-        failure of the whole call is raised."""
+        and any answer the call leaves unclear, are left out of the answer
+        (the resolver reads them on their own). A failure of the whole call
+        is raised."""
         out: Dict[SecretId, Union[Secret, ProviderError]] = {}
         wanted: Dict[SecretId, str] = {}
         for sid in sids:
@@ -122,12 +123,8 @@ class SsmProvider(Provider):
                     out[sid] = _secret(found[name], _what(sid.path))
                 elif name in invalid:
                     out[sid] = NotFound(f"{_what(sid.path)} does not exist in {self.describe()}")
-        for sid in sids:
-            if sid not in out:
-                try:
-                    out[sid] = self.fetch(sid)
-                except ProviderError as exc:
-                    out[sid] = exc
+        # Path imports and ids the answer left unclear are not answered here:
+        # the resolver reads what a batch leaves out one by one, with retries.
         return out
 
     def _parameters_by_path(self, sid: SecretId, decrypt: bool) -> Tuple[str, List[Mapping[str, Any]]]:

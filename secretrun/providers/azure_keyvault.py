@@ -127,7 +127,7 @@ class AzureKeyVaultProvider(Provider):
                        opts.bool("disable_instance_discovery", False), ca_cert)
         verify_resource = opts.bool("verify_challenge_resource", True)
         api_version = opts.str("api_version")
-        credential, consumed = (None, ())
+        credential, consumed = None, ()  # type: Any, Tuple[str, ...]
         if kind in CREDENTIALS:   # even after other errors, so that all are reported at once
             credential, consumed = _credential(ctx, login, opts)
         client = None
@@ -439,7 +439,7 @@ def _retry_after(exc: HttpResponseError) -> Optional[float]:
     """Key Vault's ``Retry-After`` in seconds (throttling sends one); an
     HTTP-date or garbage counts as none."""
     try:
-        seconds = float(exc.response.headers.get("Retry-After", ""))
+        seconds = float(getattr(exc.response, "headers", {}).get("Retry-After", ""))
     except (TypeError, ValueError):
         return None
     return seconds if 0 <= seconds < 3600 else None

@@ -29,8 +29,9 @@ Optional verbs, each with a default here:
 
 from __future__ import annotations
 
+import builtins
 import os
-from typing import Any, ClassVar, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 # Records are NamedTuples, not dataclasses: ``dataclasses`` imports
 # ``inspect``, which costs ~10 ms of every container start (see bench/).
@@ -217,22 +218,22 @@ class OptionReader:
             return default
         return value
 
-    def str(self, key: str, default: Optional[str] = None) -> Optional[str]:  # noqa: A003
+    def str(self, key: builtins.str, default: Optional[builtins.str] = None) -> Optional[builtins.str]:  # noqa: A003
         return self._get(key, (str,), "a string", default)
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def bool(self, key: builtins.str, default: bool = False) -> bool:
         return self._get(key, (bool,), "true or false", default)
 
-    def number(self, key: str, default: Optional[float] = None) -> Optional[float]:
+    def number(self, key: builtins.str, default: Optional[float] = None) -> Optional[float]:
         return self._get(key, (int, float), "a number", default)
 
-    def table(self, key: str, default: Optional[Mapping[str, Any]] = None) -> Optional[Mapping[str, Any]]:
+    def table(self, key: builtins.str, default: Optional[Mapping[builtins.str, Any]] = None) -> Optional[Mapping[builtins.str, Any]]:
         return self._get(key, (dict,), "a table", default)
 
-    def list(self, key: str, default: Optional[list] = None) -> Optional[list]:  # noqa: A003
+    def list(self, key: builtins.str, default: Optional[builtins.list] = None) -> Optional[builtins.list]:  # noqa: A003
         return self._get(key, (list,), "a list", default)
 
-    def error(self, message: str) -> None:
+    def error(self, message: builtins.str) -> None:
         self.errors.append(message)
 
     def done(self) -> None:
@@ -310,7 +311,7 @@ def select_field(value: Value, field_path: str, what: str) -> Any:
     node: Any = as_mapping(value, what)
     if field_path in node:
         return node[field_path]
-    walked = []
+    walked: List[str] = []
     for part in field_path.split("."):
         if not isinstance(node, Mapping):
             raise InvalidSecret(f"{what}: field '{'.'.join(walked)}' is not an object, so it has no '{part}'")

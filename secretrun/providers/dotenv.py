@@ -15,7 +15,6 @@ from typing import Any, Dict, Mapping, Optional
 from ..errors import InvalidSecret, NotFound
 from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, read_local
 
-
 _PRIVATE = "secretrun._dotenv_parser"
 
 

@@ -374,13 +374,13 @@ class GcpSecretManagerProvider(Provider):
             raise InvalidSecret(f"{name}: a payload is at most 64 KiB, this one is {len(data)} bytes")
         where = self._where(name.location)
         client = self._client(name.location)
-        call = {"retry": None, "timeout": self.ctx.timeout}
-        add = {"parent": name.secret_name, "payload": {"data": data, "data_crc32c": crc32c(data)}}
+        call: Dict[str, Any] = {"retry": None, "timeout": self.ctx.timeout}
+        add: Dict[str, Any] = {"parent": name.secret_name, "payload": {"data": data, "data_crc32c": crc32c(data)}}
         try:
             try:
                 created = client.add_secret_version(request=add, **call)
             except api_errors.NotFound:
-                secret = {} if name.location else {"replication": {"automatic": {}}}
+                secret: Dict[str, Any] = {} if name.location else {"replication": {"automatic": {}}}
                 try:
                     client.create_secret(request={"parent": name.parent, "secret_id": name.secret,
                                                   "secret": secret}, **call)

@@ -38,7 +38,7 @@ import time
 import urllib.parse
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
-from urllib.request import proxy_bypass_environment
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # not in typeshed
 
 import hvac
 import hvac.exceptions
@@ -804,13 +804,13 @@ def _proxies(environ: Mapping[str, str], address: str) -> Dict[str, str]:
 
 
 def _seconds(text: Optional[str], opts: OptionReader, key: str, default: float) -> float:
-    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    from ..units import parse_duration
+
     raw = (text or "").strip()
-    for suffix, scale in units:
-        if raw.endswith(suffix) and raw[:-len(suffix)].replace(".", "", 1).isdigit():
-            return float(raw[:-len(suffix)]) * scale
-    if raw.replace(".", "", 1).isdigit():
-        return float(raw)
+    # A bare number in a string is seconds here, as Vault's own clients read it.
+    seconds = parse_duration(float(raw) if raw.replace(".", "", 1).isdigit() else raw)
+    if seconds is not None:
+        return seconds
     opts.error(f"'{key}' must be a number of seconds or a duration such as \"5s\", not {text!r}")
     return default
 
@@ -822,7 +822,7 @@ def _clean(path: str) -> str:
 def _copy(error: ProviderError) -> ProviderError:
     copy = type(error)(*error.args)
     if isinstance(error, Unavailable):
-        copy.retry_after = error.retry_after
+        copy.retry_after = error.retry_after  # type: ignore[attr-defined]  # copy is an Unavailable
     return copy
 
 
