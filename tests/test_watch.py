@@ -310,7 +310,10 @@ def test_signal_policy_rewrites_the_file_and_keeps_the_pid(tmp_path, secrets_dir
     assert (Path(path).stat().st_mode & 0o777) == 0o600
     rotate(secrets_dir / "secret", NEW)
     w.records.wait_event(first["pid"], "SIGHUP")
-    assert (w.records.dir / f"{first['pid']}.reload.1").read_text() == NEW
+    # The child records the signal, then copies the file: wait for the copy.
+    reload = w.records.dir / f"{first['pid']}.reload.1"
+    wait_for(reload.exists, what="the child's copy of the rewritten file")
+    assert reload.read_text() == NEW
     assert len(w.records.starts()) == 1 and w.alive()
     w.wait_log("files rewritten, sent SIGHUP")
     assert_no_canary(w.stderr)
