@@ -23,8 +23,8 @@ import os
 from typing import Any, Mapping, Optional
 
 from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, read_local
+from .options import FILE_TRIMS as _TRIMS
 
-_TRIMS = ("newline", "none", "whitespace")
 
 
 class FileProvider(Provider):

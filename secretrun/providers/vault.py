@@ -48,17 +48,10 @@ import requests.adapters
 from .. import logs
 from ..errors import Denied, InvalidSecret, NotFound, ProviderError, Unavailable
 from .base import Lease, OptionReader, Provider, ProviderContext, Secret, SecretId, Value
+from .options import VAULT_AUTH_KEYS as _METHOD_KEYS, VAULT_AUTH_METHODS as METHODS
 
 DEFAULT_ADDRESS = "https://127.0.0.1:8200"     # the Vault CLI's default
 K8S_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-METHODS = ("token", "approle", "kubernetes", "jwt")
-# Keys each login method takes, besides ``method``.
-_METHOD_KEYS = {
-    "token": ("token", "token_file"),
-    "approle": ("role_id", "role_id_file", "secret_id", "secret_id_file", "mount"),
-    "kubernetes": ("role", "token_file", "mount"),
-    "jwt": ("role", "jwt", "jwt_file", "mount"),
-}
 _TRUE = ("1", "t", "true", "yes", "on")        # Go's ParseBool, as the Vault CLI reads VAULT_SKIP_VERIFY
 
 
