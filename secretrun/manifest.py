@@ -530,7 +530,9 @@ def _check_provider_options(m: Manifest, extras: Mapping[str, Template], c: _Che
     # ones in use are checked fully when they are built, unless ``every``
     # (``check --offline``, which builds none).
     used = used_providers(m, extras)
-    c.problems += provider_option_problems(m, [n for n in m.providers if every or n not in used])
+    names = [n for n in m.providers if every or n not in used]
+    if names:
+        c.problems += provider_option_problems(m, names)
 
 
 def profile_names(path: Optional[str] = None) -> List[str]:

@@ -15,7 +15,6 @@ or, offline, by its class's ``check_options(options)`` when it has one.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 
@@ -72,6 +71,8 @@ def is_templated(value: Any) -> bool:
 
 def suggest(word: str, candidates) -> str:
     """`` (did you mean 'x'?)`` for a close candidate, else nothing."""
+    import difflib  # only when there is a mistake to explain
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
