@@ -123,13 +123,15 @@ def check_options(ptype: str, options: Mapping[str, Any]) -> Optional[List[str]]
         elif opt.prefixes and not value.startswith(opt.prefixes):
             errors.append(f"'{key}' must start with {' or '.join(opt.prefixes)}, not {value!r}")
     if ptype == "vault" and isinstance(options.get("auth"), Mapping):
-        errors += _vault_auth(options["auth"])
+        errors += vault_auth_problems(options["auth"])
     if ptype == "azure-keyvault" and options.get("vault_url") and options.get("vault"):
         errors.append("set 'vault_url' or 'vault', not both")
     return errors
 
 
-def _vault_auth(table: Mapping[str, Any]) -> List[str]:
+def vault_auth_problems(table: Mapping[str, Any]) -> List[str]:
+    """What is wrong with a Vault ``auth`` table's method and keys (the
+    provider adds the rules between keys)."""
     method = table.get("method", "token")
     if method not in VAULT_AUTH_METHODS:
         return [f"'auth.method' must be one of {', '.join(VAULT_AUTH_METHODS)}, not {method!r}"]
