@@ -16,6 +16,10 @@ When a reference cannot be resolved:
   default: that would hide an outage or a permission error behind a value.
 ``strict = true`` turns off fallback and defaults, refuses empty values and
 well-known placeholder values (``changeme``, ``password``...).
+
+``on_missing = "warn"`` (a development profile's setting) turns "does not
+exist" into a warning that leaves the variable unset; denied and unreachable
+stores still fail. ``unique = true`` variables must all hold different values.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class ChildEnv(NamedTuple):
     versions: Dict[str, Optional[str]]
     managed: Tuple[str, ...]
     problems: Tuple[Problem, ...]
+    warnings: Tuple[Problem, ...] = ()   # reported, but the command starts (on_missing = "warn")
 
 
 def _lookup(ref: Ref, snapshot: Mapping[SecretId, Any]) -> Tuple[Any, Optional[str], Optional[ProviderError]]:
@@ -110,6 +115,8 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
     log = logs.get()
     skip = skip_providers or set()
     problems: List[Problem] = []
+    warnings: List[Problem] = []
+    warn_missing = settings.on_missing == "warn" and not settings.strict
     env: Dict[str, str] = {}
     files: Dict[str, bytes] = {}
     on_change: Dict[str, str] = {}
@@ -158,6 +165,8 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
 
     fallback: Optional[Dict[str, Optional[str]]] = None
     fallback_error: Optional[str] = None
+    if settings.fallback and settings.strict:
+        log.info(f"settings.fallback ({settings.fallback}) is off: strict = true")
     if settings.fallback and not settings.strict:
         from .providers.dotenv import read_dotenv
 
@@ -220,6 +229,10 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
             err = outcome or ProviderError("was not fetched")
             if isinstance(err, NotFound) and not imp.required:
                 continue
+            if isinstance(err, NotFound) and warn_missing:
+                warnings.append(Problem(err.kind, f"{err}; left unset (on_missing = \"warn\")",
+                                        variable=imp.label, provider=imp.ref.provider, reference=imp.ref.text))
+                continue
             problems.append(Problem(err.kind, str(err), variable=imp.label, provider=imp.ref.provider,
                                     reference=imp.ref.text))
             continue
@@ -265,6 +278,11 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
                 value, source, version = var.default, "default", None
             elif var is not None and not settings.strict and isinstance(error, NotFound) and not var.required:
                 continue
+            elif isinstance(error, NotFound) and warn_missing:
+                warnings.append(Problem(error.kind, f"{error}; left unset (on_missing = \"warn\")", variable=name,
+                                        provider=failed.provider if failed else None,
+                                        reference=failed.text if failed else None))
+                continue
             else:
                 message = str(error)
                 if fallback_error and settings.fallback:
@@ -283,8 +301,32 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
         if var is not None and var.on_change:
             on_change[name] = var.on_change
 
+    problems += _unique_problems(manifest, env, files, sources)
     for name in managed:
         on_change.setdefault(name, settings.on_change)
     merged = dict(base)
     merged.update(env)
-    return ChildEnv(merged, files, on_change, values, sources, versions, tuple(managed), tuple(problems))
+    return ChildEnv(merged, files, on_change, values, sources, versions, tuple(managed), tuple(problems),
+                    tuple(warnings))
+
+
+def _unique_problems(manifest: Manifest, env: Mapping[str, str], files: Mapping[str, bytes],
+                     sources: Mapping[str, str]) -> List[Problem]:
+    """``unique = true`` variables whose values are equal, each pair named
+    once. Compared in constant time, straight from the environment being
+    built: no copy of a value outlives the comparison."""
+    import hmac
+
+    names = [v.name for v in manifest.env.values() if v.unique and (v.name in env or v.name in files)]
+    problems = []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a = env.get(first, files.get(first))
+            b = env.get(second, files.get(second))
+            same = hmac.compare_digest(a if isinstance(a, bytes) else a.encode("utf-8", "surrogatepass"),
+                                       b if isinstance(b, bytes) else b.encode("utf-8", "surrogatepass"))
+            if same:
+                problems.append(Problem(Kind.INVALID, f"has the same value as {second}; variables with "
+                                        "unique = true must all differ", variable=first,
+                                        reference=sources.get(first)))
+    return problems

@@ -26,6 +26,7 @@ from .units import parse_duration, parse_signal  # noqa: F401 - re-exported: dur
 DEFAULT_PATH = "secretrun.toml"
 ON_CHANGE = ("restart", "signal", "exit")
 VAR_ON_CHANGE = ("restart", "signal", "ignore")
+ON_MISSING = ("fail", "warn")
 
 
 class Settings(NamedTuple):
@@ -51,6 +52,7 @@ class Settings(NamedTuple):
     file_dir: Optional[str] = None     # where ``file = true`` values are written
     debounce: Optional[float] = None   # watching: settle time before acting on a change
     audit_log: Optional[str] = None    # a path, or "stderr": one JSON line per access and change
+    on_missing: str = "fail"       # warn: a secret that does not exist leaves its variable unset
 
 
 class ProviderConfig(NamedTuple):
@@ -70,6 +72,7 @@ class EnvVar(NamedTuple):
     forbid: Tuple[str, ...] = ()
     file: bool = False
     on_change: Optional[str] = None
+    unique: bool = False           # the value must differ from every other unique variable's
 
 
 class Import(NamedTuple):
@@ -219,6 +222,7 @@ _SETTING_KINDS = {
     "timeout": "duration", "max_stale": "duration", "debounce": "duration",
     "on_change": "on_change", "reload_signal": "signal", "stop_signal": "signal",
     "fallback": "str", "status_file": "str", "file_dir": "str", "retries": "int", "audit_log": "str",
+    "on_missing": "on_missing",
 }
 
 
@@ -256,6 +260,11 @@ def _settings(raw: Any, c: _Checker) -> Settings:
                 values[key] = value
             else:
                 c.bad(f"{where} must be one of {', '.join(ON_CHANGE)}, not {value!r}")
+        elif kind == "on_missing":
+            if value in ON_MISSING:
+                values[key] = value
+            else:
+                c.bad(f"{where} must be one of {', '.join(ON_MISSING)}, not {value!r}")
         elif kind == "int":
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100:
                 values[key] = value
@@ -312,7 +321,7 @@ def _providers(raw: Any, c: _Checker) -> Dict[str, ProviderConfig]:
 
 
 _VAR_KEYS = ("value", "required", "default", "min_length", "pattern", "forbid", "file", "on_change",
-             "description")
+             "description", "unique")
 
 
 def _env_var(name: str, raw: Any, c: _Checker) -> Optional[EnvVar]:
@@ -338,6 +347,7 @@ def _env_var(name: str, raw: Any, c: _Checker) -> Optional[EnvVar]:
     tpl = c.template(value, "value", name)
     fields: Dict[str, Any] = {}
     for key, typ, label in (("required", bool, "true or false"), ("file", bool, "true or false"),
+                            ("unique", bool, "true or false"),
                             ("default", str, "a string"), ("min_length", int, "a whole number")):
         if key in raw:
             if isinstance(raw[key], typ) and (typ is not int or not isinstance(raw[key], bool)):
@@ -458,9 +468,54 @@ def _check_references(m: Manifest, extra: Mapping[str, Template], c: _Checker) -
         visit(node, ())
 
 
+def used_providers(m: Manifest, extras: Mapping[str, Template]) -> set:
+    """The providers a reference names, directly or from another provider's options."""
+    used = set()
+    for tpl in [v.template for v in m.env.values()] + list(extras.values()):
+        used |= {r.provider for r in refs(tpl)}
+    used |= {imp.ref.provider for imp in m.imports}
+    for p in m.providers.values():
+        used |= {r.provider for _, t in p.templates for r in refs(t)}
+    return used
+
+
+def provider_option_problems(m: Manifest, names) -> List[Problem]:
+    """Problems with the options of the named built-in providers, from the
+    SDK-free option table (``providers.options``)."""
+    from .providers.options import check_options
+
+    out = []
+    for name in names:
+        p = m.providers[name]
+        errors = check_options(p.type, p.options)
+        if errors:
+            out.append(Problem(Kind.MANIFEST, f"provider '{name}' (type {p.type}): " + "; ".join(errors),
+                               provider=name, location=m.path))
+    return out
+
+
+def _check_provider_options(m: Manifest, extras: Mapping[str, Template], c: _Checker, every: bool) -> None:
+    # A provider no reference uses is never built, so its from_config never
+    # checks its options: check them here, before anything is fetched. The
+    # ones in use are checked fully when they are built, unless ``every``
+    # (``check --offline``, which builds none).
+    used = used_providers(m, extras)
+    names = [n for n in m.providers if every or n not in used]
+    if names:
+        c.problems += provider_option_problems(m, names)
+
+
+def profile_names(path: Optional[str] = None) -> List[str]:
+    """The profiles a manifest defines, in file order (for ``--all-profiles``)."""
+    profiles = read_toml(path or DEFAULT_PATH).get("profiles")
+    return list(profiles) if isinstance(profiles, Mapping) else []
+
+
 def load(path: Optional[str] = None, profile: Optional[str] = None,
-         extra_env: Tuple[Tuple[str, str], ...] = ()) -> Tuple[Manifest, Dict[str, Template]]:
+         extra_env: Tuple[Tuple[str, str], ...] = (), offline: bool = False) -> Tuple[Manifest, Dict[str, Template]]:
     """Load and validate a manifest and the ``-e NAME=VALUE`` extras.
+    ``offline``: also check the options of the providers in use from the
+    SDK-free table, since none will be built.
 
     Returns the manifest and the parsed extras; raises ``ManifestError`` with
     every problem found.
@@ -500,10 +555,15 @@ def load(path: Optional[str] = None, profile: Optional[str] = None,
         tpl = c.template(value, "-e value", name)
         if tpl is not None:
             extras[name] = tpl
-    if settings.fallback and settings.strict:
-        c.bad("settings.fallback cannot be used with settings.strict = true")
+    # strict with a fallback is the natural layout (a base with fallback = ".env", a
+    # production profile with strict = true, and TOML cannot unset a key): strict
+    # turns the fallback off instead (childenv), but it cannot be told to warn and go on.
+    if settings.strict and settings.on_missing == "warn":
+        c.bad("settings.on_missing = \"warn\" cannot be used with settings.strict = true: "
+              "strict means a missing secret stops the command")
     manifest = Manifest(path, settings, providers, env, tuple(imports), profile)
     _check_references(manifest, extras, c)
+    _check_provider_options(manifest, extras, c, every=offline)
     if c.problems:
         raise ManifestError(c.problems)
     return manifest, extras

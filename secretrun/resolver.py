@@ -210,6 +210,7 @@ class Session:
         self.rendered: Optional[Rendered] = None
         self._delivery: Any = None
         self._option_env: List[str] = []
+        self._warned: set = set()
         self._leases: Dict[SecretId, list] = {}
         self._audit = None
         if self.settings.audit_log:
@@ -381,6 +382,11 @@ class Session:
         result = build(self.manifest, self.extras, self.snapshot, self.environ, self.consumed_env(),
                        skip_providers=set(self.provider_problems))
         self.log.redact.add(result.values)
+        for warning in result.warnings:
+            # Once per session: a watching supervisor rebuilds at every poll.
+            if warning not in self._warned:
+                self._warned.add(warning)
+                self.log.warning(str(warning))
         return result, list(self.provider_problems.values()) + list(result.problems)
 
     def consumed_env(self) -> Tuple[str, ...]:

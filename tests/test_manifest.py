@@ -139,8 +139,16 @@ def test_provider_option_cycle_is_refused(manifest):
     assert "cycle" in text
 
 
-def test_strict_and_fallback_conflict(manifest):
-    assert "fallback" in problems(manifest('version = 1\n[settings]\nstrict = true\nfallback = ".env"\n'))
+def test_strict_turns_a_fallback_off_instead_of_refusing_it(manifest):
+    # A base with a fallback and a strict production profile: TOML cannot unset a key.
+    m, _ = load(str(manifest('version = 1\n[settings]\nfallback = ".env"\n'
+                             '[profiles.production.settings]\nstrict = true\n')), "production")
+    assert m.settings.strict and m.settings.fallback == ".env"
+
+
+def test_strict_refuses_warning_about_missing_secrets(manifest):
+    text = problems(manifest('version = 1\n[settings]\nstrict = true\non_missing = "warn"\n'))
+    assert 'on_missing = "warn" cannot be used with settings.strict' in text
 
 
 def test_extra_env_is_validated(manifest):

@@ -61,6 +61,7 @@ from urllib3.util.retry import Retry
 
 from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
 from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, Value, as_mapping
+from .options import AZURE_CREDENTIALS as CREDENTIALS
 
 # azure-identity logs every failed login at WARNING, with the reason our own
 # error already carries (a chain's failure takes a dozen lines). Without a
@@ -74,7 +75,6 @@ NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 # service answers "not found" rather than us guessing its format.
 VERSION_RE = re.compile(r"^[0-9a-zA-Z]{1,64}$")
 VAULT_NAME_RE = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
-CREDENTIALS = ("default", "environment", "workload-identity", "managed-identity", "azure-cli")
 
 
 class _Login(NamedTuple):

@@ -23,8 +23,7 @@ import os
 from typing import Any, Mapping, Optional
 
 from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, read_local
-
-_TRIMS = ("newline", "none", "whitespace")
+from .options import FILE_TRIMS as _TRIMS
 
 
 class FileProvider(Provider):

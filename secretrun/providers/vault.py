@@ -48,17 +48,12 @@ import requests.adapters
 from .. import logs
 from ..errors import Denied, InvalidSecret, NotFound, ProviderError, Unavailable
 from .base import Lease, OptionReader, Provider, ProviderContext, Secret, SecretId, Value
+from .options import VAULT_AUTH_KEYS as _METHOD_KEYS
+from .options import VAULT_AUTH_METHODS as METHODS
+from .options import vault_auth_problems
 
 DEFAULT_ADDRESS = "https://127.0.0.1:8200"     # the Vault CLI's default
 K8S_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-METHODS = ("token", "approle", "kubernetes", "jwt")
-# Keys each login method takes, besides ``method``.
-_METHOD_KEYS = {
-    "token": ("token", "token_file"),
-    "approle": ("role_id", "role_id_file", "secret_id", "secret_id_file", "mount"),
-    "kubernetes": ("role", "token_file", "mount"),
-    "jwt": ("role", "jwt", "jwt_file", "mount"),
-}
 _TRUE = ("1", "t", "true", "yes", "on")        # Go's ParseBool, as the Vault CLI reads VAULT_SKIP_VERIFY
 
 
@@ -713,21 +708,14 @@ def _connection_reason(exc: BaseException) -> str:
 def _read_auth(ctx: ProviderContext, opts: OptionReader, table: Mapping[str, Any]) -> Tuple[AuthConfig, Tuple[str, ...]]:
     """Validate ``auth``; problems go to ``opts``. Returns the config and the
     environment variables a token may be taken from."""
+    problems = vault_auth_problems(table)
+    for problem in problems:
+        opts.error(problem)
     method = table.get("method", "token")
     if method not in METHODS:
-        opts.error(f"'auth.method' must be one of {', '.join(METHODS)}, not {method!r}")
         return AuthConfig(), ()
-    allowed = _METHOD_KEYS[method]
-    values: Dict[str, Optional[str]] = {}
-    for key, value in table.items():
-        if key == "method":
-            continue
-        if key not in allowed:
-            opts.error(f"unknown option 'auth.{key}' for method {method!r} (it takes {', '.join(allowed)})")
-        elif not isinstance(value, str) or not value:
-            opts.error(f"'auth.{key}' must be a non-empty string")
-        else:
-            values[key] = value
+    values: Dict[str, Optional[str]] = {key: value for key, value in table.items()
+                                        if key in _METHOD_KEYS[method] and isinstance(value, str) and value}
     for key in ("role_id_file", "secret_id_file", "token_file", "jwt_file"):
         if values.get(key):
             values[key] = ctx.path(values[key])
