@@ -279,6 +279,12 @@ def journal_path(manifest: Manifest) -> str:
 def read_journal(path: str) -> Dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
+            from .perms import writable_by_others
+
+            unsafe = writable_by_others(os.fstat(handle.fileno()))
+            if unsafe:
+                raise ProblemReport([Problem(Kind.MANIFEST, f"the journal {unsafe}: its entries decide what "
+                                             "rollback writes", location=path)], title="journal untrusted")
             data = json.load(handle)
     except FileNotFoundError:
         return {"version": 1, "records": []}
@@ -292,21 +298,11 @@ def read_journal(path: str) -> Dict[str, Any]:
 
 
 def write_journal(path: str, data: Mapping[str, Any]) -> None:
-    """Atomically, mode 0600: it names every secret and version."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Atomically, mode 0600: it names every secret and version
+    (``safefile.write_file``: no planted link is followed)."""
+    from .safefile import write_file
+
+    write_file(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"), 0o600)
 
 
 def record(path: str, command: str, entries: List[Dict[str, Any]]) -> None:

@@ -165,6 +165,9 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
             fallback = read_dotenv(path, "fallback file")
         except ProviderError as exc:
             fallback_error = str(exc)
+            if exc.kind == Kind.MANIFEST:
+                # Untrusted (someone else's, or writable by others) or unreadable: refused, used or not.
+                problems.append(Problem(exc.kind, fallback_error))
 
     def deliver(name: str, value: Union[str, bytes], as_file: bool, from_store: bool,
                 var: Optional[EnvVar], source: str, version: Optional[str]) -> None:

@@ -37,7 +37,7 @@ executable / not found.
 
 _VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
                   "--from-dotenv", "--provider", "-o", "--output", "--length", "--alphabet",
-                  "--all-older-than"}
+                  "--all-older-than", "--user"}
 
 
 def _shared(func):
@@ -105,12 +105,15 @@ def app() -> None:
              epilog=EPILOG)
 @_shared
 @click.option("--watch/--no-watch", default=None, help="Supervise and react to rotation [default: settings.watch].")
+@click.option("--user", metavar="NAME|UID:GID", default=None,
+              help="Run the command as this user (secretrun resolves as itself) [default: settings.user].")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run(manifest, profile, extra_env, log_level, log_format, watch, command) -> None:
+def run(manifest, profile, extra_env, log_level, log_format, watch, user, command) -> None:
     """Resolve the manifest and run COMMAND with it: secretrun run -- COMMAND [ARG...]"""
     if not command:
         raise click.UsageError("no command given: secretrun [OPTIONS] -- COMMAND [ARG...]")
-    _exit(run_options(_options(manifest, profile, extra_env, log_level, log_format, watch, command)))
+    opts = _options(manifest, profile, extra_env, log_level, log_format, watch, command)
+    _exit(run_options(opts._replace(user=user or None)))
 
 
 _STATUS = {Kind.MISSING: "missing", Kind.INVALID: "invalid", Kind.UNAVAILABLE: "unavailable",

@@ -19,7 +19,7 @@ import signal
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from .errors import Kind, ManifestError, Problem
-from .perms import writable_by_others
+from .perms import untrusted
 from .template import Ref, Template, TemplateError, parse, refs, single_ref
 
 DEFAULT_PATH = "secretrun.toml"
@@ -52,6 +52,7 @@ class Settings(NamedTuple):
     file_dir: Optional[str] = None     # where ``file = true`` values are written
     debounce: Optional[float] = None   # watching: settle time before acting on a change
     audit_log: Optional[str] = None    # a path, or "stderr": one JSON line per access and change
+    user: Optional[str] = None         # run the command as this user (name, uid, NAME:GROUP, UID:GID)
 
 
 class ProviderConfig(NamedTuple):
@@ -140,7 +141,7 @@ def read_toml(path: str) -> Dict[str, Any]:
         raise ManifestError([Problem(Kind.MANIFEST, "is a directory, not a manifest file", location=path)])
     try:
         with open(path, "rb") as handle:
-            unsafe = writable_by_others(os.fstat(handle.fileno()))
+            unsafe = untrusted(path, os.fstat(handle.fileno()))
             data = handle.read()
     except FileNotFoundError:
         raise ManifestError([Problem(
@@ -149,8 +150,8 @@ def read_toml(path: str) -> Dict[str, Any]:
     except OSError as exc:
         raise ManifestError([Problem(Kind.MANIFEST, f"cannot be read: {exc.strerror}", location=path)]) from None
     if unsafe:
-        raise ManifestError([Problem(Kind.MANIFEST, f"{unsafe}: others could change which secrets go where; "
-                                     "chmod go-w it", location=path)])
+        raise ManifestError([Problem(Kind.MANIFEST, f"{unsafe}: others could change which secrets go where "
+                                     "(secretrun trusts a file as ssh does)", location=path)])
     try:
         import tomllib
     except ImportError:  # Python < 3.11
@@ -249,6 +250,7 @@ _SETTING_KINDS = {
     "timeout": "duration", "max_stale": "duration", "debounce": "duration",
     "on_change": "on_change", "reload_signal": "signal", "stop_signal": "signal",
     "fallback": "str", "status_file": "str", "file_dir": "str", "retries": "int", "audit_log": "str",
+    "user": "str",
 }
 
 

@@ -192,8 +192,9 @@ class Session:
 
     def __init__(self, manifest: Manifest, extras: Optional[Mapping[str, Template]] = None,
                  environ: Optional[Mapping[str, str]] = None, watch: bool = False,
-                 log: Optional[logs.Logger] = None, deliver_files: bool = True) -> None:
+                 log: Optional[logs.Logger] = None, deliver_files: bool = True, run_as=None) -> None:
         self.manifest = manifest
+        self.run_as = run_as        # runas.RunAs: the command's user, who alone may read file = true values
         self.settings: Settings = manifest.settings
         self.extras = dict(extras or {})
         self.environ = dict(os.environ if environ is None else environ)
@@ -407,7 +408,7 @@ class Session:
         from . import deliver
 
         if self._delivery is None:
-            self._delivery = deliver.for_mode(self.watch, self.settings.file_dir)
+            self._delivery = deliver.for_mode(self.watch, self.settings.file_dir, self.run_as)
         # Watching, the supervisor writes the files when it (re)starts or
         # signals the child: a file must not change under a running child
         # before the supervisor has decided what a change means.
