@@ -62,11 +62,23 @@ def public():
 
 
 @pytest.fixture
-def home(tmp_path):
-    """A working directory nobody may use: /tmp/…, mode 0755, owned by ``nobody``."""
+def home():
+    """A working directory in /tmp, mode 0755, owned by ``nobody`` (who runs
+    secretrun there)."""
     d = Path(tempfile.mkdtemp(prefix="secretrun-home-", dir="/tmp"))
     os.chown(d, NOBODY, NOBODY)
     os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def root_home():
+    """A working directory root runs secretrun in; ``out/`` belongs to nobody."""
+    d = Path(tempfile.mkdtemp(prefix="secretrun-root-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    (d / "out").mkdir()
+    os.chmod(d / "out", 0o777)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -161,3 +173,236 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# --- hole 2: files owned by someone else are trusted ---------------------------------
+
+def test_a_manifest_another_user_owns_is_refused_even_when_only_they_can_write_it(manifest, secretrun):
+    path = manifest("version = 1\n[env]\nX = \"1\"\n")
+    os.chown(path, NOBODY, NOBODY)
+    os.chmod(path, 0o644)
+    run = secretrun("--", "true")
+    assert run.code == 78
+    assert "secretrun.toml: is owned by uid 65534 (nobody), not by uid 0 (root) or root" in run.stderr
+    assert "chown 0 it" in run.stderr
+    os.chown(path, 0, 0)
+    assert secretrun("--", "true").code == 0
+
+
+def test_a_manifest_writable_through_a_shared_group_is_refused(manifest, secretrun):
+    path = manifest("version = 1\n")
+    os.chown(path, 0, NOBODY)
+    os.chmod(path, 0o664)
+    run = secretrun("--", "true")
+    assert run.code == 78 and f"writable by group {NOBODY} (mode 0664); chmod g-w it" in run.stderr
+
+
+def test_a_manifest_in_a_directory_others_can_write_is_refused(tmp_path, secretrun):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)                  # no sticky bit: anyone can replace the file
+    (shared / "secretrun.toml").write_text("version = 1\n")
+    run = secretrun("-m", str(shared / "secretrun.toml"), "--", "true")
+    assert run.code == 78
+    assert f"its directory {shared} is writable by every user without the sticky bit (mode 0777)" in run.stderr
+    os.chmod(shared, 0o1777)                 # sticky, owned by root: like /tmp
+    assert secretrun("-m", str(shared / "secretrun.toml"), "--", "true").code == 0
+    os.chmod(shared, 0o1777)
+    os.chown(shared, NOBODY, NOBODY)         # sticky but someone else's
+    run = secretrun("-m", str(shared / "secretrun.toml"), "--", "true")
+    assert run.code == 78 and "is owned by uid 65534" in run.stderr
+
+
+def test_dotenv_and_fallback_files_another_user_owns_are_refused(tmp_path, manifest, secretrun):
+    env = tmp_path / ".env"
+    env.write_text(f"PW={CANARY}\n")
+    os.chown(env, OTHER, OTHER)
+    os.chmod(env, 0o600)
+    manifest("""
+        version = 1
+        [settings]
+        fallback = "fallback.env"
+        [providers.local]
+        type = "dotenv"
+        [env]
+        PW = "${local:PW}"
+    """)
+    run = secretrun(child=True)
+    assert run.code == 78 and f"dotenv file {env} is owned by uid {OTHER}" in run.stderr
+    os.chown(env, 0, 0)
+    fallback = tmp_path / "fallback.env"
+    fallback.write_text(f"PW={CANARY}\n")
+    os.chown(fallback, OTHER, OTHER)
+    run = secretrun(child=True)
+    assert run.code == 78 and f"fallback file {fallback} is owned by uid {OTHER}" in run.stderr
+    assert_no_canary(run.stdout, run.stderr)
+
+
+# --- hole 5: files we write follow planted symlinks ----------------------------------
+
+@pytest.fixture
+def victim(tmp_path):
+    """A root-owned file an attacker wants overwritten or chmod'ed."""
+    d = tmp_path / "etc"
+    d.mkdir()
+    path = d / "shadow"
+    path.write_text("root's own\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def _untouched(victim: Path) -> None:
+    assert victim.read_text() == "root's own\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+
+
+def test_the_status_file_replaces_planted_links_instead_of_following_them(tmp_path, manifest, secretrun, victim):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    status = run_dir / "status.json"
+    for planted in (status, run_dir / "status.json.tmp"):
+        os.symlink(victim, planted)
+        os.lchown(planted, NOBODY, NOBODY)
+    manifest(f"""
+        version = 1
+        [settings]
+        status_file = "{status}"
+    """)
+    run = secretrun("--watch", "--", "true")
+    assert run.code == 0, run.stderr
+    _untouched(victim)
+    assert not status.is_symlink() and json.loads(status.read_text())["state"] == "exited"
+
+
+def test_the_journal_writer_never_follows_a_link(tmp_path, victim):
+    from secretrun.adopt import write_journal
+
+    path = tmp_path / ".secretrun-journal.json"
+    os.symlink(victim, path)
+    write_journal(str(path), {"version": 1, "records": []})
+    _untouched(victim)
+    assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_audit_log_refuses_links_and_files_someone_else_owns(tmp_path, manifest, secretrun, victim):
+    log = tmp_path / "audit.log"
+    os.symlink(victim, log)
+    manifest(f'version = 1\n[settings]\naudit_log = "{log}"\n[env]\nX = "${{env:HOME}}"\n')
+    run = secretrun("--", "true")
+    assert run.code == 78 and "is a symbolic link" in run.stderr
+    _untouched(victim)
+    log.unlink()
+    log.write_text("")
+    os.chown(log, NOBODY, NOBODY)
+    os.chmod(log, 0o666)                     # another user's file, open to all
+    run = secretrun("--", "true")
+    assert run.code == 78 and "is owned by uid 65534" in run.stderr and log.read_text() == ""
+
+
+def test_a_file_dir_others_can_write_without_the_sticky_bit_is_refused(tmp_path, manifest, secretrun):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, 0, NOBODY)
+    os.chmod(shared, 0o770)                  # a group member could rename our private directory away
+    manifest(f"""
+        version = 1
+        [settings]
+        file_dir = "{shared}"
+        [env]
+        KEY = {{ value = "${{env:SECRET}}", file = true }}
+    """)
+    run = secretrun("--", "true", env={"SECRET": CANARY})
+    assert run.code == 78
+    assert f"settings.file_dir {shared} is writable by group {NOBODY} without the sticky bit" in run.stderr
+    assert os.listdir(shared) == []
+    assert_no_canary(run.stdout, run.stderr)
+
+
+# --- hole 6: secret files land on disk ---------------------------------------------
+
+def test_watched_file_values_never_go_to_the_disk_backed_temp_dir(tmp_path, manifest, secretrun):
+    manifest("""
+        version = 1
+        [env]
+        KEY = { value = "${env:SECRET}", file = true }
+    """)
+    run = secretrun("--watch", "--", sys.executable, "-c",
+                    "import os; print(os.path.dirname(os.path.dirname(os.environ['KEY'])))",
+                    env={"SECRET": CANARY, "TMPDIR": str(tmp_path)})
+    assert run.code == 0, run.stderr
+    assert run.stdout.strip() == "/dev/shm"   # XDG_RUNTIME_DIR unset: /dev/shm, never $TMPDIR
+
+
+def test_a_file_dir_on_disk_is_used_with_a_warning(tmp_path, manifest, secretrun):
+    from secretrun.deliver import filesystem_type
+
+    if filesystem_type(str(tmp_path)) in ("tmpfs", "ramfs"):
+        pytest.skip("the temp dir is a tmpfs here")
+    manifest(f"""
+        version = 1
+        [settings]
+        file_dir = "{tmp_path}"
+        [env]
+        KEY = {{ value = "${{env:SECRET}}", file = true }}
+    """)
+    run = secretrun("--", "true", env={"SECRET": CANARY})
+    assert run.code == 0 and "(disk), not in memory; point settings.file_dir at a tmpfs" in run.stderr
+
+
+# --- the boundary users choose: settings.user -----------------------------------------
+
+WHOAMI = """
+import json, os, sys
+out = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "euid": os.geteuid(),
+       "env": {k: os.environ.get(k) for k in ("HOME", "USER", "LOGNAME")}}
+path = os.environ.get("KEY")
+if path:
+    st = os.stat(path)
+    out["file"] = {"uid": st.st_uid, "mode": st.st_mode & 0o777, "readable": open(path).read() == sys.argv[2]}
+json.dump(out, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["exec", "watch"])
+def test_the_command_runs_as_the_user_and_alone_reads_its_files(public, root_home, watch):
+    home = root_home
+    probe = write(home / "whoami.py", WHOAMI, mode=0o644)
+    write(home / "secretrun.toml", """
+        version = 1
+        [settings]
+        user = "nobody"
+        [env]
+        KEY = { value = "${env:SECRET}", file = true }
+    """)
+    out = home / "out" / "out.json"
+    args = ["--watch"] if watch else []
+    run = secretrun_as(None, public, home, *args, "--", SYSTEM_PYTHON, str(probe), str(out), CANARY,
+                       env={"SECRET": CANARY})
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(out.read_text())
+    assert (seen["uid"], seen["euid"], seen["gid"]) == (NOBODY, NOBODY, NOBODY)
+    assert 0 not in seen["groups"]
+    assert seen["env"]["USER"] == seen["env"]["LOGNAME"] == "nobody"
+    assert seen["file"] == {"uid": NOBODY, "mode": 0o600, "readable": True}
+    assert_no_canary(run.stdout, run.stderr)
+
+
+def test_numeric_user_and_group_from_the_command_line(public, root_home):
+    home = root_home
+    probe = write(home / "whoami.py", WHOAMI, mode=0o644)
+    write(home / "secretrun.toml", "version = 1\n")
+    out = home / "out" / "out.json"
+    run = secretrun_as(None, public, home, "--user", f"{OTHER}:{OTHER}", "--", SYSTEM_PYTHON, str(probe),
+                       str(out), CANARY)
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(out.read_text())
+    assert (seen["uid"], seen["gid"], seen["groups"]) == (OTHER, OTHER, [OTHER])
+    assert seen["env"] == {"HOME": "/", "USER": str(OTHER), "LOGNAME": str(OTHER)}
+
+
+def test_a_user_secretrun_cannot_switch_to_is_refused(public, home):
+    write(home / "secretrun.toml", "version = 1\n", owner=NOBODY)
+    run = secretrun_as(NOBODY, public, home, "--user", "root", "--", "true")
+    assert run.returncode == 78 and "runs as uid 65534, not root, so it cannot run the command as 'root'" in run.stderr
+    run = secretrun_as(NOBODY, public, home, "--user", "no-such-user", "--", "true")
+    assert run.returncode == 78 and "there is no user named 'no-such-user'" in run.stderr
