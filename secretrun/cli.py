@@ -209,11 +209,10 @@ def _check_warnings(session) -> List[str]:
             continue
         if exposed:
             warnings.append(f"{what} {path} {exposed}")
-    explicit = set(session.manifest.env) | set(session.extras)
-    for name in session.consumed_env():
-        if name in explicit:
-            warnings.append(f"{name} was read by secretrun to log in to a store, and the manifest passes it "
-                            "on to the command")
+    for name, source, reader in session.passed_on():
+        how = "" if name == source else f" as {name}"
+        warnings.append(f"{source} was read by secretrun to log in to a store ({reader}), and the manifest "
+                        f"passes it on to the command{how}")
     return warnings
 
 

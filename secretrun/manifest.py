@@ -80,6 +80,7 @@ class Import(NamedTuple):
     required: bool = True
     normalize: bool = False        # upper-case names, other characters to ``_``
     on_change: Optional[str] = None
+    allow: Tuple[str, ...] = ()    # loader/interpreter variables this import may set (loadervars.py)
 
     @property
     def label(self) -> str:
@@ -410,7 +411,7 @@ def _imports(raw: Any, c: _Checker) -> List[Import]:
     if not isinstance(raw, list):
         c.bad("import must be an array of tables ([[import]])")
         return out
-    keys = ("from", "prefix", "required", "normalize", "on_change")
+    keys = ("from", "prefix", "required", "normalize", "on_change", "allow")
     for i, entry in enumerate(raw, 1):
         where = f"[[import]] #{i}"
         if not isinstance(entry, Mapping):
@@ -446,6 +447,12 @@ def _imports(raw: Any, c: _Checker) -> List[Import]:
                 flags["on_change"] = entry["on_change"]
             else:
                 c.bad(f"{where}: 'on_change' must be one of {', '.join(VAR_ON_CHANGE)}")
+        if "allow" in entry:
+            allow = entry["allow"]
+            if isinstance(allow, list) and all(isinstance(a, str) and is_env_name(a) for a in allow):
+                flags["allow"] = tuple(allow)
+            else:
+                c.bad(f"{where}: 'allow' must be a list of variable names, like [\"PATH\"]")
         if not unknown:
             out.append(Import(ref, prefix, **flags))
     return out

@@ -209,6 +209,7 @@ class Session:
         self.rendered: Optional[Rendered] = None
         self._delivery = None
         self._option_env: List[str] = []
+        self._consumed_by: Dict[str, str] = {}   # variable -> what read it, for ``check``
         self._leases: Dict[SecretId, list] = {}
         self._audit = None
         if self.settings.audit_log:
@@ -255,14 +256,17 @@ class Session:
 
         deps = {}
         for ref in refs(tpl):
-            if ref.provider == "env":
-                # A credential a store read from our environment for its own
-                # login is not the child's business (unless [env] sets it).
-                self._option_env.append(ref.path)
             dep = self._provider(ref.provider, building)
             if dep is None:
                 raise ProviderConfigError(f"providers.{name}.{'.'.join(path)} needs provider "
                                           f"'{ref.provider}', which could not be set up")
+            if dep.type_name == "env":
+                # A credential a store read from our environment for its own
+                # login is not the child's business (unless [env] sets it):
+                # the exact variable read, whatever the env provider's name or prefix.
+                variable = getattr(dep, "prefix", "") + ref.path
+                self._option_env.append(variable)
+                self._consumed_by.setdefault(variable, f"providers.{name}.{'.'.join(path)}")
             deps[ref.provider] = dep
         snap = fetch_all(deps, [r.secret_id for r in refs(tpl)], self.settings.retries)
         value, error = render_template(tpl, snap)
@@ -372,7 +376,7 @@ class Session:
         from .childenv import build
 
         result = build(self.manifest, self.extras, self.snapshot, self.environ, self.consumed_env(),
-                       skip_providers=set(self.provider_problems))
+                       skip_providers=set(self.provider_problems), env_prefixes=self.env_prefixes())
         self.log.redact.add(result.values)
         return result, list(self.provider_problems.values()) + list(result.problems)
 
@@ -384,6 +388,41 @@ class Session:
         for provider in self.providers.values():
             consumed += provider.consumed_env()
         return tuple(dict.fromkeys(consumed))
+
+    def env_prefixes(self) -> Dict[str, str]:
+        """Each env-type provider (the built-in ``env`` included) and its prefix."""
+        out = {"env": ""} if "env" not in self.manifest.providers else {}
+        for pname, config in self.manifest.providers.items():
+            if config.type == "env":
+                provider = self.providers.get(pname)
+                out[pname] = getattr(provider, "prefix", None) or str(config.options.get("prefix", "") or "")
+        return out
+
+    def consumed_by(self) -> Dict[str, str]:
+        """Each consumed variable and what read it (an option, a provider's login)."""
+        out = dict(self._consumed_by)
+        for pname, provider in self.providers.items():
+            for variable in provider.consumed_env():
+                out.setdefault(variable, f"the {provider.type_name} provider '{pname}' (its login)")
+        return out
+
+    def passed_on(self) -> List[Tuple[str, str, str]]:
+        """(variable, consumed credential, what read it) for every credential
+        the manifest hands the command anyway: ``[env]``/``-e`` setting it by
+        name, or reading it through an env-type provider."""
+        consumed = self.consumed_by()
+        prefixes = self.env_prefixes()
+        out = []
+        entries = [(n, v.template) for n, v in self.manifest.env.items()] + list(self.extras.items())
+        for name, tpl in entries:
+            if name in consumed:
+                out.append((name, name, consumed[name]))
+            for ref in refs(tpl):
+                if ref.provider in prefixes:
+                    source = prefixes[ref.provider] + ref.path
+                    if source in consumed and source != name:
+                        out.append((name, source, consumed[source]))
+        return out
 
     def inspect(self):
         """Resolve without raising, for ``check``: the ``ChildEnv`` (values

@@ -406,3 +406,76 @@ def test_a_user_secretrun_cannot_switch_to_is_refused(public, home):
     assert run.returncode == 78 and "runs as uid 65534, not root, so it cannot run the command as 'root'" in run.stderr
     run = secretrun_as(NOBODY, public, home, "--user", "no-such-user", "--", "true")
     assert run.returncode == 78 and "there is no user named 'no-such-user'" in run.stderr
+
+
+# --- hole 3: consumed credentials come back by other routes ---------------------------
+
+CONSUMING = """
+    version = 1
+    [providers.boot]                 # an env-type provider not named env, with a prefix
+    type = "env"
+    prefix = "BOOT_"
+    [providers.files]
+    type = "file"
+    path = "${boot:CREDENTIAL}"      # secretrun reads BOOT_CREDENTIAL to reach its store
+    [env]
+    PW = "${files:secret}"
+"""
+
+
+def test_a_consumed_credential_reaches_the_command_by_no_route(manifest, secretrun, secrets_dir):
+    manifest(CONSUMING + """
+        [[import]]
+        from = "${env:BOOT_}"        # covers BOOT_CREDENTIAL
+        prefix = "COPY_"
+    """)
+    run = secretrun(child=True, env={"BOOT_CREDENTIAL": str(secrets_dir), "BOOT_OTHER": "fine"})
+    assert run.code == 0, run.stderr
+    env = run.child_env
+    assert env["PW"] == CANARY and env["COPY_OTHER"] == "fine"
+    assert "BOOT_CREDENTIAL" not in env and "COPY_CREDENTIAL" not in env
+    assert str(secrets_dir) not in json.dumps(env).replace(env["PW"], "")
+
+
+def test_check_reports_every_credential_the_manifest_passes_on(manifest, secretrun, secrets_dir):
+    manifest(CONSUMING + """
+        AGAIN = "${boot:CREDENTIAL}"
+        BOOT_CREDENTIAL = "${env:BOOT_CREDENTIAL}"
+    """)
+    run = secretrun("check", "--format", "json", env={"BOOT_CREDENTIAL": str(secrets_dir)})
+    warnings = json.loads(run.stdout)["warnings"]
+    assert ("BOOT_CREDENTIAL was read by secretrun to log in to a store (providers.files.path), and the "
+            "manifest passes it on to the command as AGAIN") in warnings
+    assert ("BOOT_CREDENTIAL was read by secretrun to log in to a store (providers.files.path), and the "
+            "manifest passes it on to the command") in warnings
+    run = secretrun(child=True, env={"BOOT_CREDENTIAL": str(secrets_dir)})
+    assert run.child_env["AGAIN"] == run.child_env["BOOT_CREDENTIAL"] == str(secrets_dir)  # named: passed on
+
+
+# --- hole 4: [[import]] sets loader and interpreter variables ---------------------------
+
+def test_an_import_cannot_set_loader_or_interpreter_variables_unless_allowed(manifest, secretrun):
+    hostile = {"IMP_LD_PRELOAD": "/tmp/evil.so", "IMP_PATH": "/tmp/evil", "IMP_BASH_ENV": "/tmp/evil.sh",
+               "IMP_https_proxy": "http://127.0.0.1:1", "IMP_APP_MODE": "fine"}
+    manifest("""
+        version = 1
+        [[import]]
+        from = "${env:IMP_}"
+    """)
+    run = secretrun(child=True, env=hostile)
+    assert run.code == 65
+    for name in ("LD_PRELOAD", "PATH", "BASH_ENV", "https_proxy"):
+        assert f"key '{name}' would set {name}, which changes what code the command loads" in run.stderr
+    assert "[[import]] ${env:IMP_}" in run.stderr
+    manifest("""
+        version = 1
+        [env]
+        LD_PRELOAD = ""                  # written by name: the author's choice
+        [[import]]
+        from = "${env:IMP_}"
+        allow = ["PATH", "BASH_ENV", "https_proxy", "LD_PRELOAD"]
+    """)
+    run = secretrun(child=True, env=hostile)
+    assert run.code == 0, run.stderr
+    assert run.child_env["PATH"] == "/tmp/evil" and run.child_env["APP_MODE"] == "fine"
+    assert run.child_env["LD_PRELOAD"] == ""
