@@ -431,14 +431,22 @@ def rollback(session) -> List[Row]:
     rows: List[Row] = []
     problems: List[Problem] = []
     undone: List[Dict[str, Any]] = []
+    # Only what the manifest still references, through the provider it names:
+    # a journal entry is data, not an order to write with the operator's credentials.
+    referenced = {(t.provider, t.sid.path) for t in targets(session.manifest)[0]}
     for entry in rec["entries"]:
         name = entry["provider"]
         variables = entry.get("variables") or []
+        sid = _parse_sid(str(entry.get("reference", "")))
+        if sid.provider != name or (name, sid.path) not in referenced:
+            problems.append(Problem(Kind.MANIFEST, f"the journal names {entry.get('reference')!r} through provider "
+                                    f"{name!r}, which this manifest does not reference; not rolled back",
+                                    location=path))
+            continue
         provider = session._provider(name)
         if provider is None:
             problems += list(session.provider_problems.values())
             continue
-        sid = _parse_sid(entry["reference"])
         if not entry.get("existed") or entry.get("previous") is None:
             rows += [Row(v, entry["reference"], "kept (created by that push, or the store keeps no versions)")
                      for v in variables]

@@ -274,6 +274,54 @@ _SCAFFOLD_PROVIDERS = {
 }
 
 
+def _scaffold(manifest: str, names: List[str], provider: str, dotenv_path: Optional[str]):
+    """The starter manifest's text, and the data it must load back as.
+
+    Every name and path that comes from outside (a directory name, a .env
+    path, variable names) is written by a TOML writer (``tomli_w``), never
+    pasted between quotes; the text is then parsed back and compared, so a
+    hostile name cannot add a key or a variable."""
+    import tomli_w
+
+    from .manifest import is_env_name
+
+    def line(key: str, value) -> str:
+        return tomli_w.dumps({key: value}).strip()
+
+    block, pname, pattern = _SCAFFOLD_PROVIDERS[provider]
+    app_name = os.path.basename(os.path.abspath(os.path.dirname(manifest) or ".")) or "app"
+    rel = os.path.relpath(dotenv_path, os.path.dirname(os.path.abspath(manifest))) if dotenv_path else ".env"
+    block = block.replace('path = "{dotenv}"', line("path", rel))
+    lines = ["# secretrun manifest: variable names mapped to secret references.",
+             "# Reference: ${PROVIDER:PATH?version=V#FIELD}. Docs: README.md, 'secretrun --help'.",
+             "version = 1", "", "[settings]", "# watch = false", "# strict = false"]
+    if dotenv_path and provider != "dotenv":
+        lines.append(f"# {line('fallback', rel)}   # laptop: unresolved variables come from this file")
+    lines += ["", block.rstrip(), "", "[env]"]
+    env = {}
+    for name in names or ["DATABASE_URL"]:
+        if not is_env_name(name):
+            continue
+        ref = pattern.format(name=name, app=app_name, slug=name.lower().replace("_", "-"), lower=name.lower())
+        env[name] = f"${{{pname}:{ref}}}"
+        lines.append(line(name, env[name]))
+    if not names:
+        lines.append('# LOG_LEVEL = "info"                        # a literal')
+        lines.append('# API_KEY = { value = "${vault:secret/app#api_key}", min_length = 32 }')
+    if dotenv_path and provider != "dotenv":
+        lines += ["", "[profiles.development]", "settings." + line("fallback", rel)]
+    text = "\n".join(lines) + "\n"
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    loaded = tomllib.loads(text)
+    if loaded.get("env") != env or set(loaded) - {"version", "settings", "providers", "env", "profiles"} \
+            or list(loaded.get("providers", {})) != [pname]:
+        raise click.ClickException("the starter manifest did not read back as written; not saved")
+    return text
+
+
 @app.command()
 @click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST", default="secretrun.toml",
               show_default=True, help="Where to write the manifest.")
@@ -296,29 +344,10 @@ def init(manifest, dotenv_path, provider, force) -> None:
         except ProviderError as exc:
             raise click.ClickException(str(exc)) from None
     provider = provider or ("dotenv" if dotenv_path else "vault")
-    block, pname, pattern = _SCAFFOLD_PROVIDERS[provider]
-    app_name = os.path.basename(os.path.abspath(os.path.dirname(manifest) or ".")) or "app"
-    rel = os.path.relpath(dotenv_path, os.path.dirname(os.path.abspath(manifest))) if dotenv_path else ".env"
-    lines = ["# secretrun manifest: variable names mapped to secret references.",
-             "# Reference: ${PROVIDER:PATH?version=V#FIELD}. Docs: README.md, 'secretrun --help'.",
-             "version = 1", "", "[settings]", "# watch = false", "# strict = false"]
-    if dotenv_path and provider != "dotenv":
-        lines.append(f'# fallback = "{rel}"   # laptop: unresolved variables come from this file')
-    lines += ["", block.format(dotenv=rel).rstrip(), "", "[env]"]
-    from .manifest import is_env_name
+    text = _scaffold(manifest, names, provider, dotenv_path)
+    from .safefile import write_file
 
-    for name in names or ["DATABASE_URL"]:
-        if not is_env_name(name):
-            continue
-        ref = pattern.format(name=name, app=app_name, slug=name.lower().replace("_", "-"), lower=name.lower())
-        lines.append(f'{name} = "${{{pname}:{ref}}}"')
-    if not names:
-        lines.append('# LOG_LEVEL = "info"                        # a literal')
-        lines.append('# API_KEY = { value = "${vault:secret/app#api_key}", min_length = 32 }')
-    if dotenv_path and provider != "dotenv":
-        lines += ["", "[profiles.development]", f'settings.fallback = "{rel}"']
-    with open(manifest, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    write_file(manifest, text.encode("utf-8"), 0o644)
     click.echo(f"wrote {manifest} ({len(names) or 1} variable{'s' if len(names) != 1 else ''}, "
                f"provider {provider}); check it with: secretrun check -m {manifest}")
 

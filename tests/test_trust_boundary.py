@@ -479,3 +479,52 @@ def test_an_import_cannot_set_loader_or_interpreter_variables_unless_allowed(man
     assert run.code == 0, run.stderr
     assert run.child_env["PATH"] == "/tmp/evil" and run.child_env["APP_MODE"] == "fine"
     assert run.child_env["LD_PRELOAD"] == ""
+
+
+# --- hole 7: push --rollback obeys any journal entry ------------------------------------
+
+from tests.test_adopt import vault  # noqa: E402,F401 - the fixture: a fresh KV v2 path and a runner
+
+
+def test_rollback_restores_only_what_the_manifest_references(vault):
+    from secretrun import adopt
+
+    path = vault.write('DB_PASSWORD = "${{vault:{base}/db#password}}"\n', f"DB_PASSWORD={CANARY}\n")
+    assert vault.run("push").code == 0
+    kv = vault.base[len("secret/"):]
+    for value in ("first", "second"):  # a secret the manifest does not use, two versions
+        vault.client.secrets.kv.v2.create_or_update_secret(path=f"{kv}/victim", secret={"k": value},
+                                                           mount_point="secret")
+    journal_file = path.parent / adopt.JOURNAL
+    data = json.loads(journal_file.read_text())
+    data["records"].append({"time": "2026-01-01T00:00:00Z", "command": "push", "entries": [
+        {"variables": ["X"], "provider": "vault", "reference": f"${{vault:{vault.base}/victim}}",
+         "previous": "1", "existed": True, "new": "2"}]})
+    journal_file.write_text(json.dumps(data))
+    run = vault.run("push", "--rollback")
+    assert run.code == 78
+    assert f"the journal names '${{vault:{vault.base}/victim}}' through provider 'vault', which this manifest " \
+           "does not reference; not rolled back" in run.stderr
+    assert vault.read("victim") == ({"k": "second"}, 2)
+    assert_no_canary(run.stdout, run.stderr)
+
+
+# --- hole 8: init writes names into TOML unescaped --------------------------------------
+
+def test_init_writes_hostile_directory_and_file_names_as_data(tmp_path, secretrun):
+    import tomllib
+
+    hostile = tmp_path / 'shop}"\nLD_PRELOAD = "x'
+    hostile.mkdir()
+    dotenv = hostile / 'vals".env'
+    dotenv.write_text(f"API_KEY={CANARY}\n")
+    os.chmod(dotenv, 0o600)
+    out = hostile / "secretrun.toml"
+    run = secretrun("init", "-m", str(out), "--from-dotenv", str(dotenv), "--provider", "vault")
+    assert run.code == 0, run.stderr
+    data = tomllib.loads(out.read_text())
+    assert list(data["env"]) == ["API_KEY"]
+    assert not [line for line in out.read_text().splitlines() if line.startswith("LD_PRELOAD")]
+    assert data["env"]["API_KEY"] == '${vault:secret/shop}"\nLD_PRELOAD = "x#API_KEY}'
+    assert data["profiles"]["development"]["settings"]["fallback"] == 'vals".env'
+    assert_no_canary(out.read_text(), run.stdout, run.stderr)
