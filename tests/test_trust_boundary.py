@@ -528,3 +528,29 @@ def test_init_writes_hostile_directory_and_file_names_as_data(tmp_path, secretru
     assert data["env"]["API_KEY"] == '${vault:secret/shop}"\nLD_PRELOAD = "x#API_KEY}'
     assert data["profiles"]["development"]["settings"]["fallback"] == 'vals".env'
     assert_no_canary(out.read_text(), run.stdout, run.stderr)
+
+
+# --- hole 9: the systemd recipe hands the command the bootstrap credential ----------------
+
+def test_credentials_directory_stays_with_secretrun_when_only_its_provider_reads_it(tmp_path, manifest, secretrun,
+                                                                                    secrets_dir):
+    manifest("""
+        version = 1
+        [providers.creds]
+        type = "file"                   # defaults to $CREDENTIALS_DIRECTORY
+        [env]
+        PW = "${creds:secret}"
+    """)
+    run = secretrun(child=True, env={"CREDENTIALS_DIRECTORY": str(secrets_dir)})
+    assert run.code == 0, run.stderr
+    assert run.child_env["PW"] == CANARY and "CREDENTIALS_DIRECTORY" not in run.child_env
+    manifest("""
+        version = 1
+        [providers.creds]
+        type = "file"
+        [env]
+        PW = "${creds:secret}"
+        CREDENTIALS_DIRECTORY = "${env:CREDENTIALS_DIRECTORY}"   # the author passes it on by name
+    """)
+    run = secretrun(child=True, env={"CREDENTIALS_DIRECTORY": str(secrets_dir)})
+    assert run.child_env["CREDENTIALS_DIRECTORY"] == str(secrets_dir)
