@@ -299,18 +299,23 @@ def test_the_audit_log_refuses_links_and_files_someone_else_owns(tmp_path, manif
     assert run.code == 78 and "is owned by uid 65534" in run.stderr and log.read_text() == ""
 
 
+def file_dir_manifest(manifest, directory) -> Path:
+    """KEY = $SECRET, delivered as a file under ``directory``."""
+    return manifest(f"""
+        version = 1
+        [settings]
+        file_dir = "{directory}"
+        [env]
+        KEY = {{ value = "${{env:SECRET}}", file = true }}
+    """)
+
+
 def test_a_file_dir_others_can_write_without_the_sticky_bit_is_refused(tmp_path, manifest, secretrun):
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chown(shared, 0, NOBODY)
     os.chmod(shared, 0o770)                  # a group member could rename our private directory away
-    manifest(f"""
-        version = 1
-        [settings]
-        file_dir = "{shared}"
-        [env]
-        KEY = {{ value = "${{env:SECRET}}", file = true }}
-    """)
+    file_dir_manifest(manifest, shared)
     run = secretrun("--", "true", env={"SECRET": CANARY})
     assert run.code == 78
     assert f"settings.file_dir {shared} is writable by group {NOBODY} without the sticky bit" in run.stderr
@@ -338,13 +343,7 @@ def test_a_file_dir_on_disk_is_used_with_a_warning(tmp_path, manifest, secretrun
 
     if filesystem_type(str(tmp_path)) in ("tmpfs", "ramfs"):
         pytest.skip("the temp dir is a tmpfs here")
-    manifest(f"""
-        version = 1
-        [settings]
-        file_dir = "{tmp_path}"
-        [env]
-        KEY = {{ value = "${{env:SECRET}}", file = true }}
-    """)
+    file_dir_manifest(manifest, tmp_path)
     run = secretrun("--", "true", env={"SECRET": CANARY})
     assert run.code == 0 and "(disk), not in memory; point settings.file_dir at a tmpfs" in run.stderr
 
