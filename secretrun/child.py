@@ -75,9 +75,7 @@ def find_executable(argv0: str, env: Mapping[str, str]) -> str:
 
 def spawn(argv: Sequence[str], env: Mapping[str, str], *, new_session: bool = False,
           file_actions: Sequence[tuple] = ()) -> int:
-    """Start ``argv`` and return its pid (the supervisor itself uses
-    ``forkspawn.spawn_guarded``, which adds the parent-death signal and
-    ``settings.user``). The child is the leader of a new
+    """Start ``argv`` and return its pid. The child is the leader of a new
     process group (or of a new session, for a pseudo-terminal), has an empty
     signal mask and default dispositions for every signal.
 
