@@ -279,6 +279,7 @@ def test_the_journal_writer_never_follows_a_link(tmp_path, victim):
 
     path = tmp_path / ".secretrun-journal.json"
     os.symlink(victim, path)
+    os.symlink(victim, f"{path}.{os.getpid()}.tmp")   # the temporary name a writer might predict
     write_journal(str(path), {"version": 1, "records": []})
     _untouched(victim)
     assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
