@@ -209,6 +209,14 @@ def _check_warnings(session) -> List[str]:
             continue
         if exposed:
             warnings.append(f"{what} {path} {exposed}")
+    if session.settings.user:
+        from .errors import ManifestError
+        from .runas import resolve
+
+        try:
+            resolve(session.settings.user, session.manifest.path)
+        except ManifestError as exc:
+            warnings += [p.message for p in exc.problems]
     for name, source, reader in session.passed_on():
         how = "" if name == source else f" as {name}"
         warnings.append(f"{source} was read by secretrun to log in to a store ({reader}), and the manifest "

@@ -554,3 +554,10 @@ def test_credentials_directory_stays_with_secretrun_when_only_its_provider_reads
     """)
     run = secretrun(child=True, env={"CREDENTIALS_DIRECTORY": str(secrets_dir)})
     assert run.child_env["CREDENTIALS_DIRECTORY"] == str(secrets_dir)
+
+
+def test_check_warns_about_a_user_the_command_could_not_run_as(manifest, secretrun):
+    manifest('version = 1\n[settings]\nuser = "no-such-user"\n')
+    run = secretrun("check", "--format", "json")
+    assert run.code == 0
+    assert "settings.user: there is no user named 'no-such-user' (see /etc/passwd)" in json.loads(run.stdout)["warnings"]
