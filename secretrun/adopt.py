@@ -296,6 +296,12 @@ def journal_path(manifest: Manifest) -> str:
 def read_journal(path: str) -> Dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
+            from .perms import writable_by_others
+
+            unsafe = writable_by_others(os.fstat(handle.fileno()))
+            if unsafe:
+                raise ProblemReport([Problem(Kind.MANIFEST, f"the journal {unsafe}: its entries decide what "
+                                             "rollback writes", location=path)], title="journal untrusted")
             data = json.load(handle)
     except FileNotFoundError:
         return {"version": 1, "records": []}
@@ -309,21 +315,11 @@ def read_journal(path: str) -> Dict[str, Any]:
 
 
 def write_journal(path: str, data: Mapping[str, Any]) -> None:
-    """Atomically, mode 0600: it names every secret and version."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Atomically, mode 0600: it names every secret and version
+    (``safefile.write_file``: no planted link is followed)."""
+    from .safefile import write_file
+
+    write_file(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"), 0o600)
 
 
 def record(path: str, command: str, entries: List[Dict[str, Any]]) -> None:
@@ -452,14 +448,22 @@ def rollback(session) -> List[Row]:
     rows: List[Row] = []
     problems: List[Problem] = []
     undone: List[Dict[str, Any]] = []
+    # Only what the manifest still references, through the provider it names:
+    # a journal entry is data, not an order to write with the operator's credentials.
+    referenced = {(t.provider, t.sid.path) for t in targets(session.manifest)[0]}
     for entry in rec["entries"]:
         name = entry["provider"]
         variables = entry.get("variables") or []
+        sid = _parse_sid(str(entry.get("reference", "")))
+        if sid.provider != name or (name, sid.path) not in referenced:
+            problems.append(Problem(Kind.MANIFEST, f"the journal names {entry.get('reference')!r} through provider "
+                                    f"{name!r}, which this manifest does not reference; not rolled back",
+                                    location=path))
+            continue
         provider = session._provider(name)
         if provider is None:
             problems += list(session.provider_problems.values())
             continue
-        sid = _parse_sid(entry["reference"])
         if not entry.get("existed") or entry.get("previous") is None:
             rows += [Row(v, entry["reference"], "kept (created by that push, or the store keeps no versions)")
                      for v in variables]

@@ -29,6 +29,7 @@ class Options(NamedTuple):
     log_level: Optional[str] = None
     log_format: Optional[str] = None
     argv: Tuple[str, ...] = ()
+    user: Optional[str] = None            # None: the manifest's settings.user
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -77,7 +78,20 @@ def run(opts: Options) -> int:
     require_command(opts.argv)
     manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
     watch = manifest.settings.watch if opts.watch is None else opts.watch
-    session = Session(manifest, extras, os.environ, watch=watch, log=log)
+    run_as = None
+    if opts.user or manifest.settings.user:
+        from .runas import for_run
+
+        run_as = for_run(manifest.settings, opts.user, manifest.path)
+        manifest = manifest._replace(settings=manifest.settings._replace(user=opts.user or manifest.settings.user))
+    if watch:
+        # Before any store is contacted: the command (same uid) must not read
+        # our credentials from /proc/<pid>/environ or /proc/<pid>/mem.
+        from .hardening import make_undumpable
+
+        if not make_undumpable():
+            log.debug("could not make the supervisor non-dumpable (not Linux?)")
+    session = Session(manifest, extras, os.environ, watch=watch, log=log, run_as=run_as)
     rendered = session.resolve()
     log.debug("resolved the environment", variables=len(rendered.managed), manifest=manifest.path)
     if watch:
@@ -92,7 +106,13 @@ def run(opts: Options) -> int:
     # Nothing of ours survives exec: log out of the stores now (a Vault login
     # token would otherwise outlive the run by its whole TTL).
     session.close_providers()
-    exec_replace(opts.argv, rendered.env)
+    env = rendered.env
+    if run_as is not None:
+        from .runas import drop
+
+        env = run_as.child_env(env)
+        drop(run_as)
+    exec_replace(opts.argv, env)
 
 
 def report(error: BaseException, log_format: Optional[str] = None) -> int:

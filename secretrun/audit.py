@@ -14,7 +14,8 @@ Access records::
     {"time": ..., "event": "change", "action": "restart", "variables": ["DB_PASSWORD"],
      "reason": "DB_PASSWORD (${vault:secret/app/db#password}) changed"}
 
-The file is opened for appending, created 0600, and written a whole line at
+The file is opened for appending, created 0600 (a symlink, or a file
+someone else owns or can write, is refused: ``safefile.open_append``), and written a whole line at
 a time under a lock, so concurrent fetches never interleave; ``stderr``
 writes to secretrun's standard error instead.
 """
@@ -35,7 +36,9 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd: Optional[int] = None
         if target != "stderr":
-            self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            from .safefile import open_append
+
+            self._fd = open_append(target, 0o600)
 
     def write(self, event: str, **fields: Any) -> None:
         now = time.time()

@@ -108,12 +108,19 @@ def _normalize(key: str) -> str:
 
 def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[SecretId, Any],
           environ: Mapping[str, str], consumed: Tuple[str, ...] = (),
-          skip_providers: Optional[Set[str]] = None) -> ChildEnv:
+          skip_providers: Optional[Set[str]] = None,
+          env_prefixes: Optional[Mapping[str, str]] = None) -> ChildEnv:
+    """``consumed``: variables of ``environ`` secretrun read to log in to a
+    store; they reach the child by no route (inherited, imported) unless
+    ``[env]`` or ``-e`` sets them by name. ``env_prefixes``: each env-type
+    provider's name and prefix, to tell which variable an import read."""
+    from .loadervars import is_loader_variable
     from .manifest import is_env_name
 
     settings = manifest.settings
     log = logs.get()
     skip = skip_providers or set()
+    consumed_set = set(consumed)
     problems: List[Problem] = []
     warnings: List[Problem] = []
     warn_missing = settings.on_missing == "warn" and not settings.strict
@@ -175,6 +182,9 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
             fallback = read_dotenv(path, "fallback file")
         except ProviderError as exc:
             fallback_error = str(exc)
+            if exc.kind == Kind.MANIFEST:
+                # Untrusted (someone else's, or writable by others) or unreadable: refused, used or not.
+                problems.append(Problem(exc.kind, fallback_error))
 
     def deliver(name: str, value: Union[str, bytes], as_file: bool, from_store: bool,
                 var: Optional[EnvVar], source: str, version: Optional[str]) -> None:
@@ -244,12 +254,24 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
         except ProviderError as exc:
             problems.append(Problem(exc.kind, str(exc), variable=imp.label, reference=imp.ref.text))
             continue
+        read_from = None
+        if env_prefixes is not None and imp.ref.provider in env_prefixes:
+            read_from = env_prefixes[imp.ref.provider] + imp.ref.secret_id.path.rstrip("*")
         for key, raw in mapping.items():
             name = imp.prefix + (_normalize(key) if imp.normalize else key)
             if not is_env_name(name):
                 problems.append(Problem(Kind.INVALID, f"key {key!r} does not make a valid variable name "
                                         f"({name!r}); set normalize = true", variable=imp.label,
                                         reference=imp.ref.text))
+                continue
+            if read_from is not None and read_from + key in consumed_set:
+                # A login credential, back through an import of our environment.
+                continue
+            if is_loader_variable(name) and name not in imp.allow:
+                problems.append(Problem(Kind.INVALID, f"key {key!r} would set {name}, which changes what code "
+                                        "the command loads or where its traffic goes; list it in this "
+                                        f"import's allow = [\"{name}\"] if that is intended",
+                                        variable=imp.label, reference=imp.ref.text))
                 continue
             deliver(name, render(raw), False, True, None, imp.ref.text, outcome.version)
             if imp.on_change:

@@ -38,7 +38,7 @@ executable / not found.
 
 _VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
                   "--from-dotenv", "--provider", "-o", "--output", "--length", "--alphabet",
-                  "--all-older-than"}
+                  "--all-older-than", "--user"}
 
 
 def _shared(func):
@@ -106,10 +106,13 @@ def app() -> None:
              epilog=EPILOG)
 @_shared
 @click.option("--watch/--no-watch", default=None, help="Supervise and react to rotation [default: settings.watch].")
+@click.option("--user", metavar="NAME|UID:GID", default=None,
+              help="Run the command as this user (secretrun resolves as itself) [default: settings.user].")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run(manifest, profile, extra_env, log_level, log_format, watch, command) -> None:
+def run(manifest, profile, extra_env, log_level, log_format, watch, user, command) -> None:
     """Resolve the manifest and run COMMAND with it: secretrun run -- COMMAND [ARG...]"""
-    _exit(run_options(_options(manifest, profile, extra_env, log_level, log_format, watch, command)))
+    opts = _options(manifest, profile, extra_env, log_level, log_format, watch, command)
+    _exit(run_options(opts._replace(user=user or None)))
 
 
 _STATUS = {Kind.MISSING: "missing", Kind.INVALID: "invalid", Kind.UNAVAILABLE: "unavailable",
@@ -280,11 +283,18 @@ def _check_warnings(session) -> List[str]:
             continue
         if exposed:
             warnings.append(f"{what} {path} {exposed}")
-    explicit = set(session.manifest.env) | set(session.extras)
-    for name in session.consumed_env():
-        if name in explicit:
-            warnings.append(f"{name} was read by secretrun to log in to a store, and the manifest passes it "
-                            "on to the command")
+    if session.settings.user:
+        from .errors import ManifestError
+        from .runas import resolve
+
+        try:
+            resolve(session.settings.user, session.manifest.path)
+        except ManifestError as exc:
+            warnings += [p.message for p in exc.problems]
+    for name, source, reader in session.passed_on():
+        how = "" if name == source else f" as {name}"
+        warnings.append(f"{source} was read by secretrun to log in to a store ({reader}), and the manifest "
+                        f"passes it on to the command{how}")
     return warnings
 
 
@@ -345,6 +355,54 @@ _SCAFFOLD_PROVIDERS = {
 }
 
 
+def _scaffold(manifest: str, names: List[str], provider: str, dotenv_path: Optional[str]):
+    """The starter manifest's text, and the data it must load back as.
+
+    Every name and path that comes from outside (a directory name, a .env
+    path, variable names) is written by a TOML writer (``tomli_w``), never
+    pasted between quotes; the text is then parsed back and compared, so a
+    hostile name cannot add a key or a variable."""
+    import tomli_w
+
+    from .manifest import is_env_name
+
+    def line(key: str, value) -> str:
+        return tomli_w.dumps({key: value}).strip()
+
+    block, pname, pattern = _SCAFFOLD_PROVIDERS[provider]
+    app_name = os.path.basename(os.path.abspath(os.path.dirname(manifest) or ".")) or "app"
+    rel = os.path.relpath(dotenv_path, os.path.dirname(os.path.abspath(manifest))) if dotenv_path else ".env"
+    block = block.replace('path = "{dotenv}"', line("path", rel))
+    lines = ["# secretrun manifest: variable names mapped to secret references.",
+             "# Reference: ${PROVIDER:PATH?version=V#FIELD}. Docs: README.md, 'secretrun --help'.",
+             "version = 1", "", "[settings]", "# watch = false", "# strict = false"]
+    if dotenv_path and provider != "dotenv":
+        lines.append(f"# {line('fallback', rel)}   # laptop: unresolved variables come from this file")
+    lines += ["", block.rstrip(), "", "[env]"]
+    env = {}
+    for name in names or ["DATABASE_URL"]:
+        if not is_env_name(name):
+            continue
+        ref = pattern.format(name=name, app=app_name, slug=name.lower().replace("_", "-"), lower=name.lower())
+        env[name] = f"${{{pname}:{ref}}}"
+        lines.append(line(name, env[name]))
+    if not names:
+        lines.append('# LOG_LEVEL = "info"                        # a literal')
+        lines.append('# API_KEY = { value = "${vault:secret/app#api_key}", min_length = 32 }')
+    if dotenv_path and provider != "dotenv":
+        lines += ["", "[profiles.development]", "settings." + line("fallback", rel)]
+    text = "\n".join(lines) + "\n"
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+    loaded = tomllib.loads(text)
+    if loaded.get("env") != env or set(loaded) - {"version", "settings", "providers", "env", "profiles"} \
+            or list(loaded.get("providers", {})) != [pname]:
+        raise click.ClickException("the starter manifest did not read back as written; not saved")
+    return text
+
+
 @app.command()
 @click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST", default="secretrun.toml",
               show_default=True, help="Where to write the manifest.")
@@ -367,29 +425,10 @@ def init(manifest, dotenv_path, provider, force) -> None:
         except ProviderError as exc:
             raise click.ClickException(str(exc)) from None
     provider = provider or ("dotenv" if dotenv_path else "vault")
-    block, pname, pattern = _SCAFFOLD_PROVIDERS[provider]
-    app_name = os.path.basename(os.path.abspath(os.path.dirname(manifest) or ".")) or "app"
-    rel = os.path.relpath(dotenv_path, os.path.dirname(os.path.abspath(manifest))) if dotenv_path else ".env"
-    lines = ["# secretrun manifest: variable names mapped to secret references.",
-             "# Reference: ${PROVIDER:PATH?version=V#FIELD}. Docs: README.md, 'secretrun --help'.",
-             "version = 1", "", "[settings]", "# watch = false", "# strict = false"]
-    if dotenv_path and provider != "dotenv":
-        lines.append(f'# fallback = "{rel}"   # laptop: unresolved variables come from this file')
-    lines += ["", block.format(dotenv=rel).rstrip(), "", "[env]"]
-    from .manifest import is_env_name
+    text = _scaffold(manifest, names, provider, dotenv_path)
+    from .safefile import write_file
 
-    for name in names or ["DATABASE_URL"]:
-        if not is_env_name(name):
-            continue
-        ref = pattern.format(name=name, app=app_name, slug=name.lower().replace("_", "-"), lower=name.lower())
-        lines.append(f'{name} = "${{{pname}:{ref}}}"')
-    if not names:
-        lines.append('# LOG_LEVEL = "info"                        # a literal')
-        lines.append('# API_KEY = { value = "${vault:secret/app#api_key}", min_length = 32 }')
-    if dotenv_path and provider != "dotenv":
-        lines += ["", "[profiles.development]", f'settings.fallback = "{rel}"']
-    with open(manifest, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    write_file(manifest, text.encode("utf-8"), 0o644)
     click.echo(f"wrote {manifest} ({len(names) or 1} variable{'s' if len(names) != 1 else ''}, "
                f"provider {provider}); check it with: secretrun check -m {manifest}")
 

@@ -11,47 +11,75 @@ Two ways, chosen by mode:
   ``settings.file_dir`` for such programs.
 - **a directory**: when watching (the supervisor removes it on exit), when
   ``settings.file_dir`` is set, or where there is no memfd. Files are 0600 in a
-  fresh 0700 directory (``mkdtemp``) under ``file_dir``, ``$XDG_RUNTIME_DIR``,
-  ``/dev/shm`` or the temp dir, so they never sit directly in a
-  world-writable path. In exec mode such files outlive secretrun (nothing is
+  fresh 0700 directory (``mkdtemp``) under ``file_dir``, else
+  ``$XDG_RUNTIME_DIR``, else ``/dev/shm``: never a disk-backed directory
+  unless ``file_dir`` names one (a warning says so when it is not a tmpfs),
+  never directly in a shared path, and never under a ``file_dir`` that others
+  can write without the sticky bit (they could rename the private directory
+  away and receive the next value). Under ``settings.user`` the directory
+  and files belong to the command's user. In exec mode such files outlive secretrun (nothing is
   left running to delete them): prefer a tmpfs for ``file_dir``.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
+
+from .errors import Kind, ManifestError, Problem
 
 
 def write_files(files: Mapping[str, bytes]) -> None:
-    """Write each path atomically (a temp file in the same directory, then
-    rename), mode 0600: a reader sees the old content or the new, never half."""
+    """Write each path atomically, mode 0600, owned by the owner of its
+    private directory (the command's user under ``settings.user``), through
+    ``safefile.write_file``: a reader sees the old content or the new, never
+    half, and nothing planted in the directory is followed."""
+    from .safefile import write_file
+
     for path, data in files.items():
-        directory = os.path.dirname(path) or "."
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_file(path, data, 0o600, owner_of_directory=True)
+
+
+def _refuse(message: str) -> ManifestError:
+    return ManifestError([Problem(Kind.MANIFEST, message)], title="no safe place for file = true values")
+
+
+def filesystem_type(path: str) -> Optional[str]:
+    """The type of the file system holding ``path`` (Linux: /proc/self/mounts)."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as handle:
+            mounts = [line.split()[1:3] for line in handle if len(line.split()) > 2]
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, kind = "", None
+    for point, fstype in mounts:
+        point = point.replace("\\040", " ")
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind
+
+
+_MEMORY_FS = ("tmpfs", "ramfs")
 
 
 class DirDelivery:
-    def __init__(self, parent: Optional[str], cleanup: bool) -> None:
+    def __init__(self, parent: Optional[str], cleanup: bool, owner: Optional[Tuple[int, int]] = None) -> None:
         import tempfile
 
-        candidates = [parent] if parent else [os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm", None]
+        from .perms import unsafe_directory
+
+        # Never a disk-backed directory unless file_dir says so.
+        candidates = [parent] if parent else [os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"]
         last_error: Optional[OSError] = None
         for base in candidates:
-            if base is not None and not os.path.isdir(base):
+            if not base or not os.path.isdir(base):
+                continue
+            why = unsafe_directory(os.stat(base))
+            if why:
+                if parent:
+                    raise _refuse(f"settings.file_dir {base} {why}: another user could move the private "
+                                  "directory away and receive the next value")
                 continue
             try:
                 self.directory = tempfile.mkdtemp(prefix="secretrun-", dir=base)
@@ -59,8 +87,24 @@ class DirDelivery:
             except OSError as exc:
                 last_error = exc
         else:
-            raise last_error or OSError("no directory for secret files")
-        os.chmod(self.directory, 0o700)
+            if parent and last_error is None:
+                raise _refuse(f"settings.file_dir {parent} is not a directory")
+            raise _refuse("no memory-backed directory for file = true values ($XDG_RUNTIME_DIR and /dev/shm "
+                          "are missing or unusable" + (f": {last_error.strerror}" if last_error else "") +
+                          "); set settings.file_dir to a tmpfs, or to a directory you accept on disk")
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if owner is not None:
+                os.fchown(fd, *owner)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+        kind = filesystem_type(self.directory)
+        if kind is not None and kind not in _MEMORY_FS:
+            from . import logs
+
+            logs.get().warning(f"file = true values are written to {self.directory}, on a {kind} file system "
+                               "(disk), not in memory; point settings.file_dir at a tmpfs")
         self.cleanup = cleanup
 
     def place(self, contents: Mapping[str, bytes], write: bool = True) -> Dict[str, str]:
@@ -79,8 +123,9 @@ class DirDelivery:
 
 
 class MemfdDelivery:
-    def __init__(self) -> None:
+    def __init__(self, owner: Optional[Tuple[int, int]] = None) -> None:
         self.fds: Dict[str, int] = {}
+        self.owner = owner
 
     def place(self, contents: Mapping[str, bytes], write: bool = True) -> Dict[str, str]:
         import fcntl
@@ -94,6 +139,8 @@ class MemfdDelivery:
             os.lseek(fd, 0, os.SEEK_SET)
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
                         fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+            if self.owner is not None:
+                os.fchown(fd, *self.owner)
             os.fchmod(fd, 0o600)
             os.set_inheritable(fd, True)
             old = self.fds.pop(name, None)
@@ -112,7 +159,9 @@ class MemfdDelivery:
         self.fds.clear()
 
 
-def for_mode(watch: bool, file_dir: Optional[str]):
+def for_mode(watch: bool, file_dir: Optional[str], run_as=None):
+    """``run_as`` (``runas.RunAs``): the files belong to the command's user."""
+    owner = (run_as.uid, run_as.gid) if run_as is not None else None
     if watch or file_dir or not hasattr(os, "memfd_create"):
-        return DirDelivery(file_dir, cleanup=watch)
-    return MemfdDelivery()
+        return DirDelivery(file_dir, cleanup=watch, owner=owner)
+    return MemfdDelivery(owner)

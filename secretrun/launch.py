@@ -47,7 +47,7 @@ def parse_fast(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> 
             opts = opts._replace(watch=name == "--watch")
             i += 1
             continue
-        if name not in ("-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format"):
+        if name not in ("-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--user"):
             return None
         if eq:
             value = inline
@@ -61,6 +61,8 @@ def parse_fast(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> 
             opts = opts._replace(manifest=value)
         elif name in ("-p", "--profile"):
             opts = opts._replace(profile=value)
+        elif name == "--user":
+            opts = opts._replace(user=value)
         elif name == "-e":
             if "=" not in value or value.startswith("="):
                 return None

@@ -19,7 +19,7 @@ import signal
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from .errors import Kind, ManifestError, Problem
-from .perms import writable_by_others
+from .perms import untrusted
 from .template import Ref, Template, TemplateError, parse, refs, single_ref
 from .units import parse_duration, parse_signal  # noqa: F401 - re-exported: durations and signals have one grammar
 
@@ -53,6 +53,7 @@ class Settings(NamedTuple):
     debounce: Optional[float] = None   # watching: settle time before acting on a change
     audit_log: Optional[str] = None    # a path, or "stderr": one JSON line per access and change
     on_missing: str = "fail"       # warn: a secret that does not exist leaves its variable unset
+    user: Optional[str] = None         # run the command as this user (name, uid, NAME:GROUP, UID:GID)
 
 
 class ProviderConfig(NamedTuple):
@@ -81,6 +82,7 @@ class Import(NamedTuple):
     required: bool = True
     normalize: bool = False        # upper-case names, other characters to ``_``
     on_change: Optional[str] = None
+    allow: Tuple[str, ...] = ()    # loader/interpreter variables this import may set (loadervars.py)
 
     @property
     def label(self) -> str:
@@ -113,7 +115,7 @@ def read_toml(path: str) -> Dict[str, Any]:
         raise ManifestError([Problem(Kind.MANIFEST, "is a directory, not a manifest file", location=path)])
     try:
         with open(path, "rb") as handle:
-            unsafe = writable_by_others(os.fstat(handle.fileno()))
+            unsafe = untrusted(path, os.fstat(handle.fileno()))
             data = handle.read()
     except FileNotFoundError:
         raise ManifestError([Problem(
@@ -122,8 +124,8 @@ def read_toml(path: str) -> Dict[str, Any]:
     except OSError as exc:
         raise ManifestError([Problem(Kind.MANIFEST, f"cannot be read: {exc.strerror}", location=path)]) from None
     if unsafe:
-        raise ManifestError([Problem(Kind.MANIFEST, f"{unsafe}: others could change which secrets go where; "
-                                     "chmod go-w it", location=path)])
+        raise ManifestError([Problem(Kind.MANIFEST, f"{unsafe}: others could change which secrets go where "
+                                     "(secretrun trusts a file as ssh does)", location=path)])
     try:
         import tomllib
     except ImportError:  # Python < 3.11
@@ -223,6 +225,7 @@ _SETTING_KINDS = {
     "on_change": "on_change", "reload_signal": "signal", "stop_signal": "signal",
     "fallback": "str", "status_file": "str", "file_dir": "str", "retries": "int", "audit_log": "str",
     "on_missing": "on_missing",
+    "user": "str",
 }
 
 
@@ -388,7 +391,7 @@ def _imports(raw: Any, c: _Checker) -> List[Import]:
     if not isinstance(raw, list):
         c.bad("import must be an array of tables ([[import]])")
         return out
-    keys = ("from", "prefix", "required", "normalize", "on_change")
+    keys = ("from", "prefix", "required", "normalize", "on_change", "allow")
     for i, entry in enumerate(raw, 1):
         where = f"[[import]] #{i}"
         if not isinstance(entry, Mapping):
@@ -424,6 +427,12 @@ def _imports(raw: Any, c: _Checker) -> List[Import]:
                 flags["on_change"] = entry["on_change"]
             else:
                 c.bad(f"{where}: 'on_change' must be one of {', '.join(VAR_ON_CHANGE)}")
+        if "allow" in entry:
+            allow = entry["allow"]
+            if isinstance(allow, list) and all(isinstance(a, str) and is_env_name(a) for a in allow):
+                flags["allow"] = tuple(allow)
+            else:
+                c.bad(f"{where}: 'allow' must be a list of variable names, like [\"PATH\"]")
         if not unknown:
             out.append(Import(ref, prefix, **flags))
     return out

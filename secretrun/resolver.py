@@ -194,8 +194,9 @@ class Session:
 
     def __init__(self, manifest: Manifest, extras: Optional[Mapping[str, Template]] = None,
                  environ: Optional[Mapping[str, str]] = None, watch: bool = False,
-                 log: Optional[logs.Logger] = None, deliver_files: bool = True) -> None:
+                 log: Optional[logs.Logger] = None, deliver_files: bool = True, run_as=None) -> None:
         self.manifest = manifest
+        self.run_as = run_as        # runas.RunAs: the command's user, who alone may read file = true values
         self.settings: Settings = manifest.settings
         self.extras = dict(extras or {})
         self.environ = dict(os.environ if environ is None else environ)
@@ -211,6 +212,7 @@ class Session:
         self._delivery: Any = None
         self._option_env: List[str] = []
         self._warned: set = set()
+        self._consumed_by: Dict[str, str] = {}   # variable -> what read it, for ``check``
         self._leases: Dict[SecretId, list] = {}
         self._audit = None
         if self.settings.audit_log:
@@ -257,14 +259,17 @@ class Session:
 
         deps = {}
         for ref in refs(tpl):
-            if ref.provider == "env":
-                # A credential a store read from our environment for its own
-                # login is not the child's business (unless [env] sets it).
-                self._option_env.append(ref.path)
             dep = self._provider(ref.provider, building)
             if dep is None:
                 raise ProviderConfigError(f"providers.{name}.{'.'.join(path)} needs provider "
                                           f"'{ref.provider}', which could not be set up")
+            if dep.type_name == "env":
+                # A credential a store read from our environment for its own
+                # login is not the child's business (unless [env] sets it):
+                # the exact variable read, whatever the env provider's name or prefix.
+                variable = getattr(dep, "prefix", "") + ref.path
+                self._option_env.append(variable)
+                self._consumed_by.setdefault(variable, f"providers.{name}.{'.'.join(path)}")
             deps[ref.provider] = dep
         snap = fetch_all(deps, [r.secret_id for r in refs(tpl)], self.settings.retries)
         value, error = render_template(tpl, snap)
@@ -380,7 +385,7 @@ class Session:
         from .childenv import build
 
         result = build(self.manifest, self.extras, self.snapshot, self.environ, self.consumed_env(),
-                       skip_providers=set(self.provider_problems))
+                       skip_providers=set(self.provider_problems), env_prefixes=self.env_prefixes())
         self.log.redact.add(result.values)
         for warning in result.warnings:
             # Once per session: a watching supervisor rebuilds at every poll.
@@ -397,6 +402,41 @@ class Session:
         for provider in self.providers.values():
             consumed += provider.consumed_env()
         return tuple(dict.fromkeys(consumed))
+
+    def env_prefixes(self) -> Dict[str, str]:
+        """Each env-type provider (the built-in ``env`` included) and its prefix."""
+        out = {"env": ""} if "env" not in self.manifest.providers else {}
+        for pname, config in self.manifest.providers.items():
+            if config.type == "env":
+                provider = self.providers.get(pname)
+                out[pname] = getattr(provider, "prefix", None) or str(config.options.get("prefix", "") or "")
+        return out
+
+    def consumed_by(self) -> Dict[str, str]:
+        """Each consumed variable and what read it (an option, a provider's login)."""
+        out = dict(self._consumed_by)
+        for pname, provider in self.providers.items():
+            for variable in provider.consumed_env():
+                out.setdefault(variable, f"the {provider.type_name} provider '{pname}' (its login)")
+        return out
+
+    def passed_on(self) -> List[Tuple[str, str, str]]:
+        """(variable, consumed credential, what read it) for every credential
+        the manifest hands the command anyway: ``[env]``/``-e`` setting it by
+        name, or reading it through an env-type provider."""
+        consumed = self.consumed_by()
+        prefixes = self.env_prefixes()
+        out = []
+        entries = [(n, v.template) for n, v in self.manifest.env.items()] + list(self.extras.items())
+        for name, tpl in entries:
+            if name in consumed:
+                out.append((name, name, consumed[name]))
+            for ref in refs(tpl):
+                if ref.provider in prefixes:
+                    source = prefixes[ref.provider] + ref.path
+                    if source in consumed and source != name:
+                        out.append((name, source, consumed[source]))
+        return out
 
     def inspect(self):
         """Resolve without raising, for ``check``: the ``ChildEnv`` (values
@@ -421,7 +461,7 @@ class Session:
         from . import deliver
 
         if self._delivery is None:
-            self._delivery = deliver.for_mode(self.watch, self.settings.file_dir)
+            self._delivery = deliver.for_mode(self.watch, self.settings.file_dir, self.run_as)
         # Watching, the supervisor writes the files when it (re)starts or
         # signals the child: a file must not change under a running child
         # before the supervisor has decided what a change means.

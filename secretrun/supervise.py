@@ -122,6 +122,11 @@ class Supervisor:
         self.wallclock = wallclock
         self.rand = rand
         self._spawn = spawn
+        if spawn is child.spawn:
+            # fork + exec: the command dies with us, and runs as settings.user.
+            from .forkspawn import spawner
+
+            self._spawn = spawner(getattr(session, "run_as", None))
         if write_files is None:
             from .deliver import write_files
         self._write_files = write_files
@@ -574,11 +579,10 @@ class Supervisor:
                       state=self.state if self.result is None else "exited")
         import json
 
-        tmp = f"{path}.tmp"
+        from .safefile import write_file
+
         try:
-            with open(tmp, "w") as handle:
-                json.dump(status, handle, indent=1, sort_keys=True)
-            os.replace(tmp, path)
+            write_file(path, json.dumps(status, indent=1, sort_keys=True).encode(), 0o644)
         except OSError as exc:
             self.log.debug("could not write the status file", path=path, error=exc.strerror)
 

@@ -18,6 +18,8 @@ CASES = [
     ["-ma.toml", "--no-watch", "--", "cmd"],
     ["-e", "A=1", "-e", "B=${env:X}", "--", "cmd"],
     ["--log-level", "DEBUG", "--log-format", "json", "--", "cmd"],
+    ["--user", "app", "--watch", "--", "cmd"],
+    ["--user=1000:1000", "--", "cmd"],
 ]
 
 

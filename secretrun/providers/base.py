@@ -267,11 +267,11 @@ def read_local(path: str, what: str = "file", guard: bool = False) -> bytes:
 
 def _guard(path: str, what: str, st: os.stat_result) -> None:
     from .. import logs
-    from ..perms import readable_by_others, writable_by_others
+    from ..perms import readable_by_others, untrusted
 
-    unsafe = writable_by_others(st)
+    unsafe = untrusted(path, st)
     if unsafe:
-        raise ProviderConfigError(f"{what} {path} {unsafe}: others could change the values; chmod go-w it")
+        raise ProviderConfigError(f"{what} {path} {unsafe}: others could change the values")
     exposed = readable_by_others(st)
     if exposed:
         logs.get().warning(f"{what} {path} {exposed}")

@@ -2,7 +2,10 @@
 
 The directory is the ``path`` option; by default systemd's
 ``$CREDENTIALS_DIRECTORY`` when set (``LoadCredential=``), else ``/run/secrets``
-(Docker and Compose secrets). A Kubernetes secret volume works as is: files
+(Docker and Compose secrets). A provider that defaults to
+``$CREDENTIALS_DIRECTORY`` consumes it: the command does not inherit it
+(``[env]`` can pass it on by name), so the bootstrap credential systemd
+loads for secretrun stays with secretrun. A Kubernetes secret volume works as is: files
 are read through the ``..data`` symlink, so an atomic swap is seen whole.
 
 A reference's path is a file name relative to the directory, or an absolute
@@ -30,21 +33,29 @@ class FileProvider(Provider):
     type_name = "file"
     local = True
 
-    def __init__(self, ctx: ProviderContext, directory: str, trim: str = "newline") -> None:
+    def __init__(self, ctx: ProviderContext, directory: str, trim: str = "newline",
+                 consumed: tuple = ()) -> None:
         super().__init__(ctx)
         self.directory = directory
         self.trim = trim
+        self._consumed = consumed
+
+    def consumed_env(self) -> tuple:
+        # systemd's credentials are secretrun's bootstrap (an AppRole secret
+        # id...): the command does not get the directory unless [env] names it.
+        return self._consumed
 
     @classmethod
     def from_config(cls, ctx: ProviderContext, options: Mapping[str, Any]) -> "FileProvider":
         opts = OptionReader(ctx, options)
         default = ctx.environ.get("CREDENTIALS_DIRECTORY") or "/run/secrets"
         directory = opts.str("path", default) or default
+        from_systemd = "path" not in options and bool(ctx.environ.get("CREDENTIALS_DIRECTORY"))
         trim = opts.str("trim", "newline") or "newline"
         if trim not in _TRIMS:
             opts.error(f"'trim' must be one of {', '.join(_TRIMS)}, not {trim!r}")
         opts.done()
-        return cls(ctx, ctx.path(directory), trim)
+        return cls(ctx, ctx.path(directory), trim, ("CREDENTIALS_DIRECTORY",) if from_systemd else ())
 
     def _path(self, sid: SecretId) -> str:
         return os.path.join(self.directory, os.path.expanduser(sid.path))
