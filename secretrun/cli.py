@@ -37,7 +37,7 @@ executable / not found.
 
 _VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
                   "--from-dotenv", "--provider", "-o", "--output", "--length", "--alphabet",
-                  "--all-older-than"}
+                  "--all-older-than", "--listen"}
 
 
 def _shared(func):
@@ -105,12 +105,16 @@ def app() -> None:
              epilog=EPILOG)
 @_shared
 @click.option("--watch/--no-watch", default=None, help="Supervise and react to rotation [default: settings.watch].")
+@click.option("--listen", "listen", metavar="ADDRESS", multiple=True,
+              help="Bind ADDRESS (tcp://HOST:PORT, unix:/PATH) and hand it to the command as fd 3, 4, ... "
+                   "(systemd socket activation) [default: settings.listen].")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run(manifest, profile, extra_env, log_level, log_format, watch, command) -> None:
+def run(manifest, profile, extra_env, log_level, log_format, watch, listen, command) -> None:
     """Resolve the manifest and run COMMAND with it: secretrun run -- COMMAND [ARG...]"""
     if not command:
         raise click.UsageError("no command given: secretrun [OPTIONS] -- COMMAND [ARG...]")
-    _exit(run_options(_options(manifest, profile, extra_env, log_level, log_format, watch, command)))
+    opts = _options(manifest, profile, extra_env, log_level, log_format, watch, command)
+    _exit(run_options(opts._replace(listen=tuple(listen))))
 
 
 _STATUS = {Kind.MISSING: "missing", Kind.INVALID: "invalid", Kind.UNAVAILABLE: "unavailable",

@@ -15,6 +15,7 @@ import sys
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import SecretrunError, UsageError
+from .stopguard import StopRequested, exit_stopped
 
 
 class Options(NamedTuple):
@@ -25,6 +26,7 @@ class Options(NamedTuple):
     log_level: Optional[str] = None
     log_format: Optional[str] = None
     argv: Tuple[str, ...] = ()
+    listen: Tuple[str, ...] = ()          # --listen, repeatable; () = the manifest's settings.listen
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -53,13 +55,14 @@ def parse_fast(args: Sequence[str], environ=os.environ) -> Optional[Options]:
         args = args[1:]
     opts = options_from_environ(environ)
     extra: List[Tuple[str, str]] = []
+    listen: List[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
         if arg == "--":
             if i + 1 == len(args):
                 return None
-            return opts._replace(extra_env=tuple(extra), argv=tuple(args[i + 1:]))
+            return opts._replace(extra_env=tuple(extra), argv=tuple(args[i + 1:]), listen=tuple(listen))
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if not eq and len(arg) > 2 and arg[0] == "-" and arg[1] != "-":
             name, inline, eq = arg[:2], arg[2:], "="  # -mPATH
@@ -67,7 +70,7 @@ def parse_fast(args: Sequence[str], environ=os.environ) -> Optional[Options]:
             opts = opts._replace(watch=name == "--watch")
             i += 1
             continue
-        if name not in ("-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format"):
+        if name not in ("-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--listen"):
             return None
         if eq:
             value = inline
@@ -81,6 +84,8 @@ def parse_fast(args: Sequence[str], environ=os.environ) -> Optional[Options]:
             opts = opts._replace(manifest=value)
         elif name in ("-p", "--profile"):
             opts = opts._replace(profile=value)
+        elif name == "--listen":
+            listen.append(value)
         elif name == "-e":
             if "=" not in value or value.startswith("="):
                 return None
@@ -109,15 +114,17 @@ def open_session(opts: Options, watch: bool = False, deliver_files: bool = True)
 def run(opts: Options) -> int:
     """Resolve, then exec (or supervise, when watching). Returns an exit code
     only when supervising; exec does not return."""
-    from . import logs
+    from . import logs, stopguard
     from .manifest import load
     from .resolver import Session
 
+    stopguard.arm()   # before the first resolution: a SIGTERM now starts nothing
     log = logs.configure(opts.log_level, opts.log_format)
     if not opts.argv:
         raise UsageError("no command given: secretrun [OPTIONS] -- COMMAND [ARG...]")
     manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
     watch = manifest.settings.watch if opts.watch is None else opts.watch
+    listeners = bind_listeners(opts, manifest.settings, log)
     session = Session(manifest, extras, os.environ, watch=watch, log=log)
     rendered = session.resolve()
     log.debug("resolved the environment", variables=len(rendered.managed), manifest=manifest.path)
@@ -125,15 +132,44 @@ def run(opts: Options) -> int:
         from .supervise import run as supervise
 
         try:
-            return supervise(session, list(opts.argv), log)
+            return supervise(session, list(opts.argv), log, listeners=listeners)
         finally:
+            stopguard.disarm()
             session.close()
+            if listeners:
+                listeners.close()
     from .process import exec_replace
 
     # Nothing of ours survives exec: log out of the stores now (a Vault login
     # token would otherwise outlive the run by its whole TTL).
     session.close_providers()
-    exec_replace(opts.argv, rendered.env)
+    exec_replace(opts.argv, listen_for_exec(listeners, rendered.env) if listeners else rendered.env)
+
+
+def bind_listeners(opts: Options, settings, log):
+    """The sockets of ``--listen`` (or else ``settings.listen``), bound
+    before resolving, so a port in use fails at once; None without any."""
+    texts = opts.listen or getattr(settings, "listen", ())
+    if not texts:
+        return None
+    from .sockets import ListenError, bind_all, parse_all
+
+    try:
+        addresses = parse_all(texts)
+    except ValueError as exc:
+        raise ListenError(f"--listen/settings.listen: {exc}", 2 if opts.listen else 78) from None
+    listeners = bind_all(addresses)
+    log.debug("listening for the command", addresses=", ".join(a.text for a in addresses))
+    return listeners
+
+
+def listen_for_exec(listeners, env):
+    """Exec mode: the sockets at fds 3, 4, ... of this process, which the
+    command becomes, so ``LISTEN_PID`` is our own PID."""
+    from .sockets import child_env
+
+    listeners.install_for_exec()
+    return child_env(env, listeners, os.getpid())
 
 
 def report(error: BaseException, log_format: Optional[str] = None) -> int:
@@ -177,6 +213,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run(opts)
     except KeyboardInterrupt:
         return 130
+    except StopRequested as stop:
+        exit_stopped(stop)
     except BaseException as exc:  # noqa: BLE001 - the one place errors become exit codes
         if isinstance(exc, SystemExit):
             raise

@@ -52,6 +52,9 @@ class Settings(NamedTuple):
     file_dir: Optional[str] = None     # where ``file = true`` values are written
     debounce: Optional[float] = None   # watching: settle time before acting on a change
     audit_log: Optional[str] = None    # a path, or "stderr": one JSON line per access and change
+    listen: Tuple[str, ...] = ()       # sockets secretrun binds for the command (sockets.py)
+    ready: Optional[str] = None        # readiness of a new command in an overlapping restart (readiness.py)
+    ready_timeout: float = 30.0
 
 
 class ProviderConfig(NamedTuple):
@@ -249,6 +252,7 @@ _SETTING_KINDS = {
     "timeout": "duration", "max_stale": "duration", "debounce": "duration",
     "on_change": "on_change", "reload_signal": "signal", "stop_signal": "signal",
     "fallback": "str", "status_file": "str", "file_dir": "str", "retries": "int", "audit_log": "str",
+    "listen": "listen", "ready": "ready", "ready_timeout": "duration",
 }
 
 
@@ -291,6 +295,10 @@ def _settings(raw: Any, c: _Checker) -> Settings:
                 values[key] = value
             else:
                 c.bad(f"{where} must be a whole number from 0 to 100")
+        elif kind in ("listen", "ready"):
+            checked = _listen_setting(kind, value, c)
+            if checked is not None:
+                values[key] = checked
         elif kind == "str":
             if isinstance(value, str) and value:
                 values[key] = value
@@ -299,6 +307,35 @@ def _settings(raw: Any, c: _Checker) -> Settings:
     if values.get("poll_interval", 1.0) <= 0:
         c.bad("settings.poll_interval must be more than 0")
     return Settings(**values)
+
+
+def _listen_setting(kind: str, value: Any, c: _Checker) -> Any:
+    """``settings.listen`` (a list of addresses) or ``settings.ready``,
+    checked by the modules that use them (imported only when present)."""
+    if kind == "ready":
+        from .readiness import parse as parse_ready
+
+        try:
+            parse_ready(value)
+        except ValueError as exc:
+            c.bad(f"settings.ready: {exc}")
+            return None
+        return value
+    from .sockets import parse as parse_address
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        c.bad("settings.listen must be a list of addresses like [\"tcp://0.0.0.0:8080\"]")
+        return None
+    ok = True
+    for item in value:
+        try:
+            parse_address(item)
+        except ValueError as exc:
+            c.bad(f"settings.listen: {exc}")
+            ok = False
+    return tuple(value) if ok else None
 
 
 def _option_templates(options: Mapping[str, Any], prefix: Tuple[str, ...], c: _Checker, pname: str):
