@@ -1,0 +1,288 @@
+"""settings.listen / --listen: sockets secretrun binds and hands over with the
+systemd socket-activation protocol, and restarts that overlap on them so a
+rotation refuses no request. Real servers: gunicorn with Flask, and Node."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+
+import pytest
+
+from tests.conftest import CANARY, assert_no_canary, free_port
+from tests.listen_fixtures import (Client, Service, check_replies, gunicorn_command, leftovers, node_command, uvicorn_command,
+                                   port_closed, rotate_loop, wait_serving)
+from tests.watch_fixtures import rotate
+
+needs_gunicorn = pytest.mark.skipif(not os.path.exists(gunicorn_command()[0]), reason="gunicorn is not installed")
+needs_node = pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
+
+# The command reports what it was handed: its pid, the protocol's variables,
+# and what fds 3 and 4 are. A shell first notes the signals ignored at exec
+# (Python itself ignores two at start-up), then execs Python in its place.
+SHELL_FIRST = ["sh", "-c", 'grep ^SigIgn: /proc/$$/status > "$0.sig"; exec "$@"']
+REPORT = [sys.executable, "-c", """
+import json, os, socket, stat, sys
+def kind(fd):
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return None
+    with s:
+        return [s.family.name, s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)]
+json.dump({"pid": os.getpid(), "env": {k: v for k, v in os.environ.items() if k.startswith("LISTEN_")},
+           "fd3": kind(3), "fd4": kind(4), "fd5": kind(5)}, open(sys.argv[1], "w"))
+"""]
+
+
+def _manifest(secrets_dir, settings: str = "") -> str:
+    return f"""version = 1
+[settings]
+poll_interval = "100ms"
+kill_timeout = "5s"
+{settings}
+[providers.files]
+type = "file"
+path = "{secrets_dir}"
+[env]
+SECRET = "${{files:secret}}"
+"""
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["exec", "watch"])
+def test_the_command_gets_the_sockets_at_fd_3_with_its_own_pid_as_listen_pid(
+        tmp_path, secrets_dir, manifest, secretrun, watch):
+    port = free_port()
+    path = tmp_path / "app.sock"
+    manifest(_manifest(secrets_dir))
+    out = tmp_path / "report.json"
+    args = ["--watch"] if watch else []
+    run = secretrun(*args, "--listen", f"tcp://127.0.0.1:{port}", "--listen", f"unix:{path}?mode=0660&name=api",
+                    "--", *SHELL_FIRST, str(out), *REPORT, str(out), env={"LISTEN_FDS": "9", "LISTEN_PID": "1"})
+    assert run.code == 0, run.stderr
+    seen = json.loads(out.read_text())
+    assert seen["env"] == {"LISTEN_FDS": "2", "LISTEN_PID": str(seen["pid"]), "LISTEN_FDNAMES": f"tcp-{port}:api"}
+    assert seen["fd3"] == ["AF_INET", 1] and seen["fd4"] == ["AF_UNIX", 1] and seen["fd5"] is None
+    # Nothing ignored but glibc's internal 32 and 33, which posix_spawn
+    # ignores in the child whatever secretrun asks (docs/watch.md).
+    ignored = int((tmp_path / "report.json.sig").read_text().split()[1], 16)
+    assert ignored & ~(0b11 << 31) == 0
+    if watch:
+        assert not path.exists()                     # secretrun removed its socket file
+    assert_no_canary(run.stderr, run.stdout)
+
+
+def test_a_unix_socket_gets_its_mode(tmp_path, secrets_dir, manifest, secretrun):
+    path = tmp_path / "app.sock"
+    manifest(_manifest(secrets_dir))
+    run = secretrun("--listen", f"unix:{path}?mode=0640", "--", sys.executable, "-c",
+                    f"import os,stat; print(oct(stat.S_IMODE(os.stat({str(path)!r}).st_mode)))")
+    assert run.code == 0, run.stderr
+    assert run.stdout.strip() == "0o640"
+
+
+@pytest.mark.parametrize("address, code, words", [
+    ("tcp://127.0.0.1", 2, "tcp://HOST:PORT"),
+    ("udp://127.0.0.1:80", 2, "expected tcp://"),
+    ("unix:relative.sock", 2, "absolute path"),
+    ("unix:/tmp/x.sock?colour=red", 2, "unknown option"),
+])
+def test_a_bad_address_is_a_usage_error(secrets_dir, manifest, secretrun, address, code, words):
+    manifest(_manifest(secrets_dir))
+    run = secretrun("--listen", address, child=True)
+    assert run.code == code and words in run.stderr and "Traceback" not in run.stderr
+
+
+def test_bad_settings_are_manifest_errors(secrets_dir, manifest, secretrun):
+    manifest(_manifest(secrets_dir, 'listen = ["tcp://:x"]\nready = "soon"'))
+    run = secretrun(child=True)
+    assert run.code == 78
+    assert "settings.listen" in run.stderr and "settings.ready" in run.stderr
+
+
+def test_a_port_in_use_fails_before_anything_starts(secrets_dir, manifest, secretrun):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        manifest(_manifest(secrets_dir, f'listen = ["tcp://127.0.0.1:{port}"]'))
+        run = secretrun(child=True)
+    assert run.code == 71
+    assert f"cannot listen on tcp://127.0.0.1:{port}" in run.stderr
+    assert not run._env_file.exists()
+
+
+# --- overlapping restarts -----------------------------------------------------------
+
+
+def _serve(tmp_path, secrets_dir, command, settings: str, port: int) -> Service:
+    text = _manifest(secrets_dir, f'watch = true\nlisten = ["tcp://127.0.0.1:{port}"]\n{settings}')
+    return Service(tmp_path, text, command)
+
+
+def _rotations(service, secrets_dir, port, count: int, overlap: bool = True):
+    client = Client(port).start()
+    try:
+        rotations = rotate_loop(service, lambda v: rotate(secrets_dir / "secret", v),
+                                [f"{CANARY}-{i}" for i in range(1, count + 1)], overlap)
+    finally:
+        replies = client.stop()
+    return rotations, replies
+
+
+def _ends_clean(service: Service, port: int) -> None:
+    pids = service.pids()
+    assert service.stop() == 0, service.log
+    assert leftovers(pids) == []
+    assert port_closed(port)
+    assert_no_canary(service.log)
+
+
+@needs_gunicorn
+def test_gunicorn_rotations_refuse_no_request(tmp_path, secrets_dir):
+    port = free_port()
+    service = _serve(tmp_path, secrets_dir, gunicorn_command(), 'ready = "notify"', port)
+    try:
+        wait_serving(port, CANARY)
+        rotations, replies = _rotations(service, secrets_dir, port, 5)
+        outcome = check_replies(replies, CANARY, rotations)
+        assert outcome["failed"] == 0 and outcome["stale"] == 0, outcome
+        assert outcome["requests"] > 50
+        assert service.count("starting the new command beside the old one") == 5
+        assert "restarted the command: SECRET (${files:secret}) changed" in service.log
+        _ends_clean(service, port)
+    finally:
+        service.close()
+
+
+@needs_gunicorn
+@pytest.mark.parametrize("suffix, why", [("broken", "exited with code"),
+                                         ("slow", "was not ready within ready_timeout")])
+def test_a_new_command_that_cannot_serve_leaves_the_old_one_serving(tmp_path, secrets_dir, suffix, why):
+    port = free_port()
+    service = _serve(tmp_path, secrets_dir, gunicorn_command(), 'ready = "notify"\nready_timeout = "3s"', port)
+    try:
+        wait_serving(port, CANARY)
+        client = Client(port).start()
+        try:
+            rotate(secrets_dir / "secret", f"{CANARY}-{suffix}")
+            service.wait_log("the old one keeps serving with its old values", timeout=30)
+            service.wait_log("the new command", 2)
+        finally:
+            replies = client.stop()
+        assert all(r.body == CANARY for r in replies), check_replies(replies, CANARY, [])
+        assert why in service.log and "variables=SECRET" in service.log
+        # Retried at the next poll while the store still has it; a good value then goes through.
+        service.wait_log("the old one keeps serving with its old values", 2, timeout=30)
+        rotate(secrets_dir / "secret", f"{CANARY}-good")
+        service.wait_log("restarted the command", timeout=30)
+        wait_serving(port, f"{CANARY}-good")
+        _ends_clean(service, port)
+    finally:
+        service.close()
+
+
+# --- 20 rotations in OpenBao ------------------------------------------------------
+
+
+def _bao_service(tmp_path, bao, path: str, command, settings: str, port: int) -> Service:
+    listen = f'listen = ["tcp://127.0.0.1:{port}"]\n' if settings is not None else ""
+    text = f"""version = 1
+[settings]
+watch = true
+poll_interval = "200ms"
+kill_timeout = "10s"
+{listen}{settings or ""}
+[providers.vault]
+type = "vault"
+address = "{bao.url}"
+[env]
+SECRET = "${{vault:secret/{path}#value}}"
+"""
+    return Service(tmp_path, text, command, env={"VAULT_TOKEN": bao.root})
+
+
+def _bao_rotations(tmp_path, bao, command, ready: str, count: int = 20):
+    from tests.vault_server import put_kv2
+
+    client = bao.server.client()
+    path = f"app/listen-{os.path.basename(tmp_path)}"
+    put_kv2(client, path, {"value": CANARY})
+    port = free_port()
+    service = _bao_service(tmp_path, bao, path, command, f'ready = "{ready}"', port)
+    try:
+        wait_serving(port, CANARY)
+        loop = Client(port).start()
+        try:
+            rotations = rotate_loop(service, lambda v: put_kv2(client, path, {"value": v}),
+                                    [f"{CANARY}-{i}" for i in range(1, count + 1)], True)
+        finally:
+            replies = loop.stop()
+        outcome = check_replies(replies, CANARY, rotations)
+        assert outcome["failed"] == 0 and outcome["stale"] == 0, outcome
+        assert service.count("starting the new command beside the old one") == count
+        _ends_clean(service, port)
+    finally:
+        service.close()
+
+
+@pytest.mark.slow
+@needs_gunicorn
+def test_gunicorn_flask_20_openbao_rotations_without_a_failed_request(tmp_path, bao):
+    _bao_rotations(tmp_path, bao, gunicorn_command(), "notify")
+
+
+@pytest.mark.slow
+@needs_node
+def test_node_20_openbao_rotations_without_a_failed_request(tmp_path, bao):
+    _bao_rotations(tmp_path, bao, node_command(), "delay:300ms")
+
+
+@needs_node
+def test_node_overlap_with_a_file_store(tmp_path, secrets_dir):
+    port = free_port()
+    service = _serve(tmp_path, secrets_dir, node_command(), 'ready = "delay:300ms"', port)
+    try:
+        wait_serving(port, CANARY)
+        rotations, replies = _rotations(service, secrets_dir, port, 3)
+        outcome = check_replies(replies, CANARY, rotations)
+        assert outcome["failed"] == 0 and outcome["stale"] == 0, outcome
+        _ends_clean(service, port)
+    finally:
+        service.close()
+
+
+def test_uvicorn_overlap_refuses_nothing(tmp_path, secrets_dir):
+    """uvicorn --fd 3 takes the socket too. Its graceful shutdown closes every
+    connection with no request read yet, so a connection the old process
+    accepted in its last instant can be reset (uvicorn's own behaviour,
+    documented in docs/watch.md); none is ever refused."""
+    port = free_port()
+    service = _serve(tmp_path, secrets_dir, uvicorn_command(), 'ready = "delay:500ms"', port)
+    try:
+        wait_serving(port, CANARY)
+        rotations, replies = _rotations(service, secrets_dir, port, 3)
+        outcome = check_replies(replies, CANARY, rotations)
+        assert outcome["stale"] == 0, outcome
+        assert not [r for r in replies if r.error == "ConnectionRefusedError"]
+        assert outcome["failed"] <= len(rotations), outcome
+        _ends_clean(service, port)
+    finally:
+        service.close()
+
+
+def test_without_listen_a_restart_still_stops_then_starts(tmp_path, secrets_dir):
+    """Nothing changes for a command that takes no sockets."""
+    service = Service(tmp_path, _manifest(secrets_dir, "watch = true"),
+                      [sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        service.wait_log("started the command")
+        rotate(secrets_dir / "secret", f"{CANARY}-2")
+        service.wait_log("restarted the command")
+        assert "beside the old one" not in service.log
+    finally:
+        service.close()
+    assert_no_canary(service.log)
