@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from tests.conftest import CANARY, assert_no_canary, free_port
-from tests.listen_fixtures import (Client, Service, check_replies, gunicorn_command, leftovers, node_command, uvicorn_command,
+from tests.listen_fixtures import (APPS, Client, Service, check_replies, gunicorn_command, leftovers, node_command, uvicorn_command,
                                    port_closed, rotate_loop, wait_serving)
 from tests.watch_fixtures import rotate
 
@@ -286,3 +286,45 @@ def test_without_listen_a_restart_still_stops_then_starts(tmp_path, secrets_dir)
     finally:
         service.close()
     assert_no_canary(service.log)
+
+
+def test_overlap_with_systemd_audit_status_file_and_splay(tmp_path, secrets_dir):
+    """Under systemd: RELOADING=1 then READY=1 around the overlap, all from
+    secretrun (the command's READY=1 goes to secretrun's own socket); the
+    audit log and the status file see the restart; splay delays it."""
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(tmp_path / "notify.sock"))
+    systemd.settimeout(20)
+    audit, status = tmp_path / "audit.jsonl", tmp_path / "status.json"
+    port = free_port()
+    settings = (f'ready = "notify"\nsplay = "300ms"\naudit_log = "{audit}"\nstatus_file = "{status}"')
+    text = _manifest(secrets_dir, f'watch = true\nlisten = ["tcp://127.0.0.1:{port}"]\n{settings}')
+    service = Service(tmp_path, text, [sys.executable, str(APPS / "notify_app.py")],
+                      env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    try:
+        messages = []
+
+        def until(word: str) -> None:
+            while not any(word in m for m in messages):
+                messages.append(systemd.recv(4096).decode())
+
+        until("READY=1")
+        rotate(secrets_dir / "secret", f"{CANARY}-2")
+        until("RELOADING=1")
+        service.wait_log("the previous command")
+        messages.clear()
+        until("READY=1")
+        assert all(f"MAINPID={service.proc.pid}" in m for m in messages if "READY=1" in m)
+        rotate(secrets_dir / "secret", f"{CANARY}-broken")
+        service.wait_log("the old one keeps serving with its old values")
+        records = [json.loads(line) for line in audit.read_text().splitlines()]
+        restarts = [(r["outcome"], r["variables"]) for r in records if r["event"] == "restart"]
+        assert restarts[:2] == [("restarted", ["SECRET"]), ("restart_failed", ["SECRET"])]
+        state = json.loads(status.read_text())
+        assert state["restarts"] == 1 and state["state"] == "running"
+        assert "(splay)" in service.log
+        _ends_clean(service, port)
+    finally:
+        service.close()
+        systemd.close()
+    assert_no_canary(audit.read_text(), status.read_text())
