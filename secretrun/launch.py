@@ -152,12 +152,12 @@ def bind_listeners(opts: Options, settings, log):
     texts = opts.listen or getattr(settings, "listen", ())
     if not texts:
         return None
-    from .sockets import ListenError, bind_all, parse_all
+    from .sockets import bind_all, parse_all
 
     try:
         addresses = parse_all(texts)
-    except ValueError as exc:
-        raise ListenError(f"--listen/settings.listen: {exc}", 2 if opts.listen else 78) from None
+    except ValueError as exc:   # settings.listen was checked with the manifest
+        raise UsageError(f"--listen: {exc}") from None
     listeners = bind_all(addresses)
     log.debug("listening for the command", addresses=", ".join(a.text for a in addresses))
     return listeners

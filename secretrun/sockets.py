@@ -49,16 +49,9 @@ PROTOCOL_VARS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
 
 class ListenError(SecretrunError):
-    """An address that cannot be parsed or bound (EX_OSERR for a bind
-    failure, EX_CONFIG for a malformed address)."""
+    """An address that cannot be bound: in use, permission denied (EX_OSERR)."""
 
-    def __init__(self, message: str, exit_code: int = 71) -> None:
-        super().__init__(message)
-        self._code = exit_code
-
-    @property
-    def code(self) -> int:
-        return self._code
+    exit_code = 71
 
 
 class Address(NamedTuple):

@@ -19,6 +19,7 @@ CASES = [
     ["-ma.toml", "--no-watch", "--", "cmd"],
     ["-e", "A=1", "-e", "B=${env:X}", "--", "cmd"],
     ["--log-level", "DEBUG", "--log-format", "json", "--", "cmd"],
+    ["--watch", "--listen", "tcp://127.0.0.1:8080", "--listen=unix:/run/a.sock", "--", "cmd"],
 ]
 
 

@@ -141,21 +141,30 @@ def _ends_clean(service: Service, port: int, code: int = 0) -> None:
     assert_no_canary(service.log)
 
 
-@needs_gunicorn
-def test_gunicorn_rotations_refuse_no_request(tmp_path, secrets_dir):
+def _file_rotations(tmp_path, secrets_dir, command, ready: str, count: int, code: int = 0):
+    """Serve on a held socket, rotate ``count`` times in the file store while
+    a client loops, and check it all ends clean; the outcome and the log."""
     port = free_port()
-    service = _serve(tmp_path, secrets_dir, gunicorn_command(), 'ready = "notify"', port)
+    service = _serve(tmp_path, secrets_dir, command, f'ready = "{ready}"', port)
     try:
         wait_serving(port, CANARY)
-        rotations, replies = _rotations(service, secrets_dir, port, 5)
+        rotations, replies = _rotations(service, secrets_dir, port, count)
         outcome = check_replies(replies, CANARY, rotations)
-        assert outcome["failed"] == 0 and outcome["stale"] == 0, outcome
-        assert outcome["requests"] > 50
-        assert service.count("starting the new command beside the old one") == 5
-        assert "restarted the command: SECRET (${files:secret}) changed" in service.log
-        _ends_clean(service, port)
+        outcome["refused"] = sum(1 for r in replies if r.error == "ConnectionRefusedError")
+        log = service.log
+        _ends_clean(service, port, code)
     finally:
         service.close()
+    return outcome, log
+
+
+@needs_gunicorn
+def test_gunicorn_rotations_refuse_no_request(tmp_path, secrets_dir):
+    outcome, log = _file_rotations(tmp_path, secrets_dir, gunicorn_command(), "notify", 5)
+    assert outcome["failed"] == 0 and outcome["stale"] == 0, outcome
+    assert outcome["requests"] > 50
+    assert log.count("starting the new command beside the old one") == 5
+    assert "restarted the command: SECRET (${files:secret}) changed" in log
 
 
 @needs_gunicorn
@@ -243,35 +252,19 @@ def test_node_20_openbao_rotations_without_a_failed_request(tmp_path, bao):
 
 @needs_node
 def test_node_overlap_with_a_file_store(tmp_path, secrets_dir):
-    port = free_port()
-    service = _serve(tmp_path, secrets_dir, node_command(), 'ready = "delay:300ms"', port)
-    try:
-        wait_serving(port, CANARY)
-        rotations, replies = _rotations(service, secrets_dir, port, 3)
-        outcome = check_replies(replies, CANARY, rotations)
-        assert outcome["failed"] == 0 and outcome["stale"] == 0, outcome
-        _ends_clean(service, port)
-    finally:
-        service.close()
+    outcome, _ = _file_rotations(tmp_path, secrets_dir, node_command(), "delay:300ms", 3)
+    assert outcome["failed"] == 0 and outcome["stale"] == 0, outcome
 
 
 def test_uvicorn_overlap_refuses_nothing(tmp_path, secrets_dir):
     """uvicorn --fd 3 takes the socket too. Its graceful shutdown closes every
     connection with no request read yet, so a connection the old process
     accepted in its last instant can be reset (uvicorn's own behaviour,
-    documented in docs/watch.md); none is ever refused."""
-    port = free_port()
-    service = _serve(tmp_path, secrets_dir, uvicorn_command(), 'ready = "delay:500ms"', port)
-    try:
-        wait_serving(port, CANARY)
-        rotations, replies = _rotations(service, secrets_dir, port, 3)
-        outcome = check_replies(replies, CANARY, rotations)
-        assert outcome["stale"] == 0, outcome
-        assert not [r for r in replies if r.error == "ConnectionRefusedError"]
-        assert outcome["failed"] <= len(rotations), outcome
-        _ends_clean(service, port, 143)     # uvicorn re-raises SIGTERM once it has shut down
-    finally:
-        service.close()
+    documented in docs/watch.md); none is ever refused. uvicorn re-raises
+    SIGTERM once it has shut down: 143."""
+    outcome, _ = _file_rotations(tmp_path, secrets_dir, uvicorn_command(), "delay:500ms", 3, code=143)
+    assert outcome["stale"] == 0 and outcome["refused"] == 0, outcome
+    assert outcome["failed"] <= 3, outcome
 
 
 def test_without_listen_a_restart_still_stops_then_starts(tmp_path, secrets_dir):
