@@ -207,17 +207,19 @@ def rotate_loop(service: Service, write: Callable[[str], None], values: Sequence
 
 
 def check_replies(replies: Sequence[Reply], first: str, rotations: Sequence[Rotation]) -> dict:
-    """Every request succeeded, and every request begun after a rotation's
-    old command was gone carried that rotation's value (or a later one).
-    Returns counts for the report."""
+    """Counts for the report: requests, failed ones, and ``stale`` ones: an
+    old value in the answer to a request begun after its rotation's old
+    command was gone; ``stale_after_ready``: begun after secretrun logged the
+    new command ready (the old one may still be finishing what it accepted)."""
     failed = [r for r in replies if r.body is None]
     order = [first] + [r.value for r in rotations]
-    stale = []
-    for r in replies:
-        if r.body is None:
-            continue
-        applied = sum(1 for rot in rotations if rot.old_gone <= r.began)
-        if r.body not in order or order.index(r.body) < applied:
-            stale.append(r)
+
+    def older(r: Reply, when: str) -> bool:
+        applied = sum(1 for rot in rotations if getattr(rot, when) <= r.began)
+        return r.body not in order or order.index(r.body) < applied
+
+    answered = [r for r in replies if r.body is not None]
+    stale = [r for r in answered if older(r, "old_gone")]
     return {"requests": len(replies), "failed": len(failed), "stale": len(stale),
+            "stale_after_ready": sum(1 for r in answered if older(r, "ready")),
             "failures": failed[:5], "stale_examples": stale[:5]}
