@@ -11,6 +11,10 @@ exit code:
 - ``EXIT_STALE`` (69, as for an unreachable store) after ``max_stale``;
 - 126/127 when a restart finds the command gone.
 
+With held sockets (``listeners``), a restart overlaps: ``overlap.Overlap``
+starts the new command beside the old one and stops the old one once the new
+one is ready.
+
 One loop owns everything (no Runner-style sprawl): a selector waits on the
 signal wakeup pipe, the command's output (``mask_output``) and the poll
 thread's completion byte, with the nearest deadline as timeout. The one loop
@@ -19,9 +23,10 @@ command's status by pid and reaps every orphan, so no status is lost (a
 second waiter would turn the command's exit into a silent 0). As PID 1, or
 as a subreaper otherwise, orphaned grandchildren are reaped here too.
 
-Signals. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are
-forwarded to the command's pid, as the kernel would deliver them had
-secretrun exec'd it. SIGTERM and SIGINT also start a shutdown: after
+Signals. Every catchable signal that is not job control, SIGCHLD or a fault
+(``FORWARDED``: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1/2, SIGWINCH,
+SIGALRM, SIGPWR, ..., the real-time signals) is forwarded to the command's
+pid, as the kernel would deliver them had secretrun exec'd it. SIGTERM and SIGINT also start a shutdown: after
 ``kill_timeout`` the command's whole process group gets SIGKILL, and
 secretrun exits only after its child, with the child's code, however many
 more signals arrive. SIGTSTP and SIGCONT go to the command's process group.

@@ -321,3 +321,79 @@ def test_overlap_with_systemd_audit_status_file_and_splay(tmp_path, secrets_dir)
         service.close()
         systemd.close()
     assert_no_canary(audit.read_text(), status.read_text())
+
+
+# --- addresses and readiness, unit by unit ------------------------------------------
+
+
+def test_addresses_parse_with_their_names_and_options():
+    from secretrun.sockets import parse
+
+    v6 = parse("tcp://[::]:8443")
+    assert (v6.family, v6.host, v6.port, v6.name) == (socket.AF_INET6, "::", 8443, "tcp-8443")
+    assert v6.probe_target == (socket.AF_INET6, ("::1", 8443))
+    assert parse("tcp://0.0.0.0:80").probe_target == (socket.AF_INET, ("127.0.0.1", 80))
+    unix = parse("unix:/run/app/app.sock?mode=0660&owner=app:web&name=api")
+    assert (unix.path, unix.mode, unix.owner, unix.group, unix.name) == ("/run/app/app.sock", 0o660, "app", "web", "api")
+    for bad in ("tcp://host:0", "tcp://[::]", "unix:/x?mode=999", "unix:/x?name=a:b", "http://x:1"):
+        with pytest.raises(ValueError):
+            parse(bad)
+
+
+def test_readiness_modes_parse():
+    from secretrun.readiness import Ready, parse
+
+    assert parse("notify") == Ready("notify")
+    assert parse("tcp") == Ready("tcp")
+    assert parse("tcp://127.0.0.1:9000") == Ready("tcp", "tcp://127.0.0.1:9000")
+    assert parse("http://127.0.0.1:8080/healthz") == Ready("http", "http://127.0.0.1:8080/healthz")
+    assert parse("delay:250ms") == Ready("delay", delay=0.25)
+    for bad in ("", "soon", "delay:x", "http://", "tcp://nope"):
+        with pytest.raises(ValueError):
+            parse(bad)
+
+
+def test_probes_see_notify_tcp_http_and_delay(tmp_path):
+    import http.server
+    import threading
+
+    from secretrun.readiness import Probe, Ready
+
+    notify = Probe(Ready("notify"), None, 0.0)
+    assert not notify.check(0.0)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sender.connect("\0" + notify.env()["NOTIFY_SOCKET"][1:])
+        sender.send(b"STATUS=warming up")
+        assert not notify.check(0.1)
+        sender.send(b"READY=1")
+    assert notify.check(0.2) and notify.status == "warming up"
+    notify.close()
+
+    assert not Probe(Ready("delay", delay=2), None, 10.0).check(11.9)
+    assert Probe(Ready("delay", delay=2), None, 10.0).check(12.0)
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        code = 503
+
+        def do_GET(self):
+            self.send_response(Health.code)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        assert Probe(Ready("tcp", f"tcp://127.0.0.1:{port}"), None, 0.0).check(0.0)
+        assert not Probe(Ready("tcp", f"tcp://127.0.0.1:{free_port()}"), None, 0.0).check(0.0)
+        url = f"http://127.0.0.1:{port}/healthz"
+        assert not Probe(Ready("http", url), None, 0.0).check(0.0)
+        Health.code = 204
+        assert Probe(Ready("http", url), None, 0.0).check(0.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
