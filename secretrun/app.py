@@ -30,6 +30,7 @@ class Options(NamedTuple):
     log_format: Optional[str] = None
     argv: Tuple[str, ...] = ()
     user: Optional[str] = None            # None: the manifest's settings.user
+    listen: Tuple[str, ...] = ()          # --listen, repeatable; () = the manifest's settings.listen
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -69,15 +70,17 @@ def open_session(opts: Options, watch: bool = False, deliver_files: bool = True)
 def run(opts: Options) -> int:
     """Resolve, then exec (or supervise, when watching). Returns an exit code
     only when supervising; exec does not return."""
-    from . import logs
+    from . import logs, stopguard
     from .manifest import load
     from .process import require_command
     from .resolver import Session
 
+    stopguard.arm()   # before the first resolution: a SIGTERM now starts nothing
     log = logs.configure(opts.log_level, opts.log_format)
     require_command(opts.argv)
     manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
     watch = manifest.settings.watch if opts.watch is None else opts.watch
+    listeners = bind_listeners(opts, manifest.settings, log)
     run_as = None
     if opts.user or manifest.settings.user:
         from .runas import for_run
@@ -98,15 +101,18 @@ def run(opts: Options) -> int:
         from .supervise import run as supervise
 
         try:
-            return supervise(session, list(opts.argv), log)
+            return supervise(session, list(opts.argv), log, listeners=listeners)
         finally:
+            stopguard.disarm()
             session.close()
+            if listeners:
+                listeners.close()
     from .process import exec_replace
 
     # Nothing of ours survives exec: log out of the stores now (a Vault login
     # token would otherwise outlive the run by its whole TTL).
     session.close_providers()
-    env = rendered.env
+    env = listen_for_exec(listeners, rendered.env) if listeners else rendered.env
     if run_as is not None:
         from .runas import drop
 
@@ -115,9 +121,39 @@ def run(opts: Options) -> int:
     exec_replace(opts.argv, env)
 
 
+def bind_listeners(opts: Options, settings, log):
+    """The sockets of ``--listen`` (or else ``settings.listen``), bound
+    before resolving, so a port in use fails at once; None without any."""
+    texts = opts.listen or getattr(settings, "listen", ())
+    if not texts:
+        return None
+    from .sockets import bind_all, parse_all
+
+    try:
+        addresses = parse_all(texts)
+    except ValueError as exc:   # settings.listen was checked with the manifest
+        raise UsageError(f"--listen: {exc}") from None
+    listeners = bind_all(addresses)
+    log.debug("listening for the command", addresses=", ".join(a.text for a in addresses))
+    return listeners
+
+
+def listen_for_exec(listeners, env):
+    """Exec mode: the sockets at fds 3, 4, ... of this process, which the
+    command becomes, so ``LISTEN_PID`` is our own PID."""
+    from .sockets import child_env
+
+    listeners.install_for_exec()
+    return child_env(env, listeners, os.getpid())
+
+
 def report(error: BaseException, log_format: Optional[str] = None) -> int:
     """Show ``error`` to a person (or as one JSON line) and return its exit
     code (``exitcodes.for_error``). Both entries send every error here."""
+    from .stopguard import StopRequested, exit_stopped
+
+    if isinstance(error, StopRequested):
+        exit_stopped(error)   # at once: a fetch thread may still wait on a slow store
     code = exitcodes.for_error(error)
     if isinstance(error, (KeyboardInterrupt, SystemExit, Reported)):
         return code

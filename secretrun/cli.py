@@ -38,7 +38,7 @@ executable / not found.
 
 _VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
                   "--from-dotenv", "--provider", "-o", "--output", "--length", "--alphabet",
-                  "--all-older-than", "--user"}
+                  "--all-older-than", "--user", "--listen"}
 
 
 def _shared(func):
@@ -108,11 +108,14 @@ def app() -> None:
 @click.option("--watch/--no-watch", default=None, help="Supervise and react to rotation [default: settings.watch].")
 @click.option("--user", metavar="NAME|UID:GID", default=None,
               help="Run the command as this user (secretrun resolves as itself) [default: settings.user].")
+@click.option("--listen", "listen", metavar="ADDRESS", multiple=True,
+              help="Bind ADDRESS (tcp://HOST:PORT, unix:/PATH) and hand it to the command as fd 3, 4, ... "
+                   "(systemd socket activation) [default: settings.listen].")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run(manifest, profile, extra_env, log_level, log_format, watch, user, command) -> None:
+def run(manifest, profile, extra_env, log_level, log_format, watch, user, listen, command) -> None:
     """Resolve the manifest and run COMMAND with it: secretrun run -- COMMAND [ARG...]"""
     opts = _options(manifest, profile, extra_env, log_level, log_format, watch, command)
-    _exit(run_options(opts._replace(user=user or None)))
+    _exit(run_options(opts._replace(user=user or None, listen=tuple(listen))))
 
 
 _STATUS = {Kind.MISSING: "missing", Kind.INVALID: "invalid", Kind.UNAVAILABLE: "unavailable",

@@ -7,6 +7,7 @@ The numbers follow sysexits.h and the shell (SPEC §4):
     2     bad command line
     65    a value failed validation                   (EX_DATAERR)
     69    a store could not be reached, or went stale (EX_UNAVAILABLE)
+    71    a ``listen`` address cannot be bound          (EX_OSERR)
     75    ``on_change = "exit"`` stopped the command  (EX_TEMPFAIL)
     77    a store refused access                      (EX_NOPERM)
     78    the manifest is invalid                     (EX_CONFIG)
@@ -27,6 +28,7 @@ FAILURE = 1
 USAGE = 2
 INVALID = 65
 UNAVAILABLE = 69
+OS_ERROR = 71                # a listen address cannot be bound
 ON_CHANGE = 75
 DENIED = 77
 MANIFEST = 78

@@ -33,13 +33,14 @@ def parse_fast(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> 
         args = args[1:]
     opts = options_from_environ(environ)
     extra: List[Tuple[str, str]] = []
+    listen: List[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
         if arg == "--":
             if i + 1 == len(args):
                 return None
-            return opts._replace(extra_env=tuple(extra), argv=tuple(args[i + 1:]))
+            return opts._replace(extra_env=tuple(extra), argv=tuple(args[i + 1:]), listen=tuple(listen))
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if not eq and len(arg) > 2 and arg[0] == "-" and arg[1] != "-":
             name, inline, eq = arg[:2], arg[2:], "="  # -mPATH
@@ -47,7 +48,8 @@ def parse_fast(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> 
             opts = opts._replace(watch=name == "--watch")
             i += 1
             continue
-        if name not in ("-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--user"):
+        if name not in ("-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--user",
+                        "--listen"):
             return None
         if eq:
             value = inline
@@ -63,6 +65,8 @@ def parse_fast(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> 
             opts = opts._replace(profile=value)
         elif name == "--user":
             opts = opts._replace(user=value)
+        elif name == "--listen":
+            listen.append(value)
         elif name == "-e":
             if "=" not in value or value.startswith("="):
                 return None

@@ -18,7 +18,9 @@ import sys
 import time
 from typing import Any, Iterable, Optional
 
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+# "notice": a normal event worth seeing at the default level (a restart, a
+# reload); shown and hidden with "warning".
+LEVELS = {"debug": 10, "info": 20, "notice": 30, "warning": 30, "error": 40}
 MASK = "*****"
 # Shorter values would mask ordinary words in messages; values are never
 # formatted into messages in the first place, so this only narrows the net.
@@ -90,6 +92,9 @@ class Logger:
 
     def info(self, msg: str, **fields: Any) -> None:
         self.log("info", msg, **fields)
+
+    def notice(self, msg: str, **fields: Any) -> None:
+        self.log("notice", msg, **fields)
 
     def warning(self, msg: str, **fields: Any) -> None:
         self.log("warning", msg, **fields)

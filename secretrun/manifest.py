@@ -54,6 +54,9 @@ class Settings(NamedTuple):
     audit_log: Optional[str] = None    # a path, or "stderr": one JSON line per access and change
     on_missing: str = "fail"       # warn: a secret that does not exist leaves its variable unset
     user: Optional[str] = None         # run the command as this user (name, uid, NAME:GROUP, UID:GID)
+    listen: Tuple[str, ...] = ()       # sockets secretrun binds for the command (sockets.py)
+    ready: Optional[str] = None        # readiness of a new command in an overlapping restart (readiness.py)
+    ready_timeout: float = 30.0
 
 
 class ProviderConfig(NamedTuple):
@@ -226,6 +229,7 @@ _SETTING_KINDS = {
     "fallback": "str", "status_file": "str", "file_dir": "str", "retries": "int", "audit_log": "str",
     "on_missing": "on_missing",
     "user": "str",
+    "listen": "listen", "ready": "ready", "ready_timeout": "duration",
 }
 
 
@@ -273,6 +277,10 @@ def _settings(raw: Any, c: _Checker) -> Settings:
                 values[key] = value
             else:
                 c.bad(f"{where} must be a whole number from 0 to 100")
+        elif kind in ("listen", "ready"):
+            checked = _listen_setting(kind, value, c)
+            if checked is not None:
+                values[key] = checked
         elif kind == "str":
             if isinstance(value, str) and value:
                 values[key] = value
@@ -281,6 +289,35 @@ def _settings(raw: Any, c: _Checker) -> Settings:
     if values.get("poll_interval", 1.0) <= 0:
         c.bad("settings.poll_interval must be more than 0")
     return Settings(**values)
+
+
+def _listen_setting(kind: str, value: Any, c: _Checker) -> Any:
+    """``settings.listen`` (a list of addresses) or ``settings.ready``,
+    checked by the modules that use them (imported only when present)."""
+    if kind == "ready":
+        from .readiness import parse as parse_ready
+
+        try:
+            parse_ready(value)
+        except ValueError as exc:
+            c.bad(f"settings.ready: {exc}")
+            return None
+        return value
+    from .sockets import parse as parse_address
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        c.bad("settings.listen must be a list of addresses like [\"tcp://0.0.0.0:8080\"]")
+        return None
+    ok = True
+    for item in value:
+        try:
+            parse_address(item)
+        except ValueError as exc:
+            c.bad(f"settings.listen: {exc}")
+            ok = False
+    return tuple(value) if ok else None
 
 
 def _option_templates(options: Mapping[str, Any], prefix: Tuple[str, ...], c: _Checker, pname: str):

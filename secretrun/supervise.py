@@ -11,6 +11,10 @@ exit code:
 - ``EXIT_STALE`` (69, as for an unreachable store) after ``max_stale``;
 - 126/127 when a restart finds the command gone.
 
+With held sockets (``listeners``), a restart overlaps: ``overlap.Overlap``
+starts the new command beside the old one and stops the old one once the new
+one is ready.
+
 One loop owns everything (no Runner-style sprawl): a selector waits on the
 signal wakeup pipe, the command's output (``mask_output``) and the poll
 thread's completion byte, with the nearest deadline as timeout. The one loop
@@ -19,9 +23,10 @@ command's status by pid and reaps every orphan, so no status is lost (a
 second waiter would turn the command's exit into a silent 0). As PID 1, or
 as a subreaper otherwise, orphaned grandchildren are reaped here too.
 
-Signals. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are
-forwarded to the command's pid, as the kernel would deliver them had
-secretrun exec'd it. SIGTERM and SIGINT also start a shutdown: after
+Signals. Every catchable signal that is not job control, SIGCHLD or a fault
+(``FORWARDED``: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1/2, SIGWINCH,
+SIGALRM, SIGPWR, ..., the real-time signals) is forwarded to the command's
+pid, as the kernel would deliver them had secretrun exec'd it. SIGTERM and SIGINT also start a shutdown: after
 ``kill_timeout`` the command's whole process group gets SIGKILL, and
 secretrun exits only after its child, with the child's code, however many
 more signals arrive. SIGTSTP and SIGCONT go to the command's process group.
@@ -54,8 +59,20 @@ from .watch import Decision, Poller
 EXIT_ON_CHANGE = exitcodes.ON_CHANGE
 EXIT_STALE = exitcodes.STALE
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
-             signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+# Signals secretrun keeps for itself: uncatchable, job control (handled
+# below), SIGCHLD (reaping), faults (they concern secretrun's own code), and
+# SIGPIPE/SIGXFSZ (Python ignores both; they arise from our own writes).
+OWN = frozenset(getattr(signal, name) for name in (
+    "SIGKILL", "SIGSTOP", "SIGCHLD", "SIGTSTP", "SIGCONT", "SIGTTIN", "SIGTTOU",
+    "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGTRAP", "SIGSYS", "SIGPIPE", "SIGXFSZ")
+    if hasattr(signal, name))
+_FIRST = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+          signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+# Every other catchable signal is forwarded to the command, as PID 1 and not:
+# SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR (lxc-stop), SIGXCPU, SIGSTKFLT,
+# SIGURG and the real-time signals SIGRTMIN..SIGRTMAX. (glibc keeps 32 and 33
+# for itself; valid_signals() leaves them out.)
+FORWARDED = _FIRST + tuple(sorted(s for s in signal.valid_signals() if s not in OWN and s not in _FIRST))
 SHUTDOWN = (signal.SIGTERM, signal.SIGINT)
 HANDLED = FORWARDED + (signal.SIGCHLD, signal.SIGTSTP, signal.SIGCONT)
 
@@ -64,18 +81,20 @@ _MAX_WAIT = 1.0     # the loop wakes at least this often, whatever happens
 _KILL_GRACE = 30.0  # after SIGKILL, how long to wait for the kernel
 
 
-def run(session, argv: Sequence[str], log=None, *, rendered=None) -> int:
+def run(session, argv: Sequence[str], log=None, *, rendered=None, listeners=None) -> int:
     """Supervise ``argv`` until it is over; secretrun's exit code.
 
     ``rendered`` is the first resolution's result; when None, the
     session's ``rendered`` attribute, else a fresh ``session.resolve()``.
     Raises ``CommandError`` (126/127) when the command cannot be started.
+    ``listeners`` (``sockets.Listeners``): sockets handed to every start of
+    the command; restarts then overlap (see ``overlap.py``).
     """
     if log is None:
         from . import logs
 
         log = logs.get()
-    return Supervisor(session, argv, log, rendered=rendered).run()
+    return Supervisor(session, argv, log, rendered=rendered, listeners=listeners).run()
 
 
 class _NoNotifier:
@@ -112,7 +131,7 @@ class Supervisor:
                  wallclock: Callable[[], float] = time.time,
                  rand: Callable[[], float] = random.random,
                  spawn=child.spawn, write_files=None, notifier=None,
-                 subreaper: bool = True) -> None:
+                 subreaper: bool = True, listeners=None) -> None:
         require_command(argv)
         self.session = session
         self.settings = session.settings
@@ -153,6 +172,7 @@ class Supervisor:
         self.splay_until: Optional[float] = None
         self.next_rendered = None
         self.next_reason = ""
+        self.next_changed: Sequence[str] = ()
         self.suspended = False
         self.restarts = 0
         self.last_restart_reason: Optional[str] = None
@@ -160,6 +180,21 @@ class Supervisor:
         self._poll_thread: Optional[threading.Thread] = None
         self._poll_outcome: Any = None
         self._keepalive_failing = False
+        self.listeners = listeners
+        self.overlap = self._overlap_part(listeners)
+
+    def _overlap_part(self, listeners):
+        """With held sockets, every start gets them (and LISTEN_PID through
+        the exec shim) and restarts overlap; None without."""
+        if not listeners:
+            return None
+        from .overlap import Overlap
+        from .readiness import parse as parse_ready
+        from .sockets import Spawner
+
+        self._spawn = Spawner(listeners, self._spawn)
+        ready = parse_ready(getattr(self.settings, "ready", None) or "delay:1s")
+        return Overlap(self, ready, float(getattr(self.settings, "ready_timeout", 30.0)))
 
     # --- life cycle --------------------------------------------------------
 
@@ -204,6 +239,8 @@ class Supervisor:
             self.next_watchdog = self.clock()
 
     def _teardown(self) -> None:
+        if self.overlap is not None:
+            self.overlap.teardown()
         if self.pid is not None:
             # Only reached on an unexpected error: never leave the command behind.
             child.send_group(self.pid, signal.SIGKILL)
@@ -251,6 +288,8 @@ class Supervisor:
             deadlines.append(self.killed_at + _KILL_GRACE)
         if self.reaper.pending_foreign():
             deadlines.append(now + 0.1)
+        if self.overlap is not None and self.overlap.deadline() is not None:
+            deadlines.append(self.overlap.deadline())
         timeout = max(0.0, min(deadlines) - now)
         for key, _ in self.selector.select(timeout):
             key.data()
@@ -271,6 +310,8 @@ class Supervisor:
 
     def _timers(self, now: float) -> None:
         self.plumbing.on_timer(now)
+        if self.overlap is not None:
+            self.overlap.on_timer(now)
         if self.next_watchdog is not None and now >= self.next_watchdog:
             self.notifier.watchdog()
             self.next_watchdog = now + self.notifier.watchdog_interval
@@ -314,7 +355,7 @@ class Supervisor:
         else:
             self.restarts += 1
             self.last_restart_reason = reason
-            self.log.info(f"restarted the command: {reason}", pid=pid)
+            self.log.notice(f"restarted the command: {reason}", pid=pid)
         self.notifier.ready(status=f"running {os.path.basename(self.argv[0])} (pid {pid})")
         self._write_status()
 
@@ -328,7 +369,10 @@ class Supervisor:
         return env
 
     def _reap(self) -> None:
-        for pid, status in self.reaper.reap([self.pid] if self.pid else []):
+        others = self.overlap.pids() if self.overlap is not None else []
+        for pid, status in self.reaper.reap(([self.pid] if self.pid else []) + others):
+            if pid in others and self.overlap.on_exit(pid, status):
+                continue
             if pid != self.pid:
                 self.log.debug("reaped an orphaned process", pid=pid, status=child.describe_status(status))
             elif os.WIFSTOPPED(status):
@@ -434,9 +478,13 @@ class Supervisor:
         if self.pid is not None:
             child.send(self.pid, sig)
             self.log.debug(f"forwarded {child.signal_name(sig)}", pid=self.pid)
+        if self.overlap is not None:
+            self.overlap.forward(sig)
 
     def _shutdown(self, sig: int) -> None:
         name = child.signal_name(sig)
+        if self.overlap is not None:
+            self.overlap.shutdown(sig)
         if self.pid is None:
             self.result = exitcodes.killed_by(sig)
             return
@@ -455,7 +503,12 @@ class Supervisor:
 
     def _stop(self, then: str) -> None:
         """Begin stopping the command: stop_signal now, SIGKILL to its
-        group after kill_timeout; ``then`` happens once it is reaped."""
+        group after kill_timeout; ``then`` happens once it is reaped.
+        With held sockets a restart overlaps instead."""
+        if then == "restart" and self.overlap is not None and self.overlap.applies() and self.pid is not None:
+            self.overlap.begin(self.next_rendered, self.next_reason, self.next_changed)
+            self.next_rendered = None
+            return
         self.state = "stopping"
         self.after_stop = then
         if then == "restart":
@@ -543,7 +596,7 @@ class Supervisor:
             if self.pid is not None:
                 child.send(self.pid, self.reload_signal)
             self.notifier.ready(status=f"signalled the command (pid {self.pid})")
-            self.log.info(f"{decision.reason}: files rewritten, sent {child.signal_name(self.reload_signal)}",
+            self.log.notice(f"{decision.reason}: files rewritten, sent {child.signal_name(self.reload_signal)}",
                           pid=self.pid)
             return
         if action == "stale":
@@ -553,6 +606,7 @@ class Supervisor:
             return
         self.next_rendered = decision.rendered
         self.next_reason = decision.reason
+        self.next_changed = decision.changed
         if action == "exit":
             self.exit_after = EXIT_ON_CHANGE
             self.log.info(f"{decision.reason}: on_change = exit, stopping the command and exiting "

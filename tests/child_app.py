@@ -36,7 +36,8 @@ with open("/proc/self/status") as _status:
     _PROC = dict(line.rstrip("\n").split(":\t", 1) for line in _status if ":\t" in line)
 
 RECORDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGTERM",
-            "SIGCONT", "SIGTSTP", "SIGALRM")
+            "SIGCONT", "SIGTSTP", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGXCPU",
+            "SIGSTKFLT", "SIGURG", "SIGRTMIN", "SIGRTMAX")
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ CASES = [
     ["--log-level", "DEBUG", "--log-format", "json", "--", "cmd"],
     ["--user", "app", "--watch", "--", "cmd"],
     ["--user=1000:1000", "--", "cmd"],
+    ["--watch", "--listen", "tcp://127.0.0.1:8080", "--listen=unix:/run/a.sock", "--", "cmd"],
 ]
 
 

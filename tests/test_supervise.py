@@ -336,7 +336,7 @@ def test_scripted_rotation_restarts_and_then_the_child_exits(supervise):
     assert code == 0
     assert rec.events(starts[0]["pid"]) == ["SIGTERM"]
     assert session.keepalives >= 2 and session.closed == 1
-    assert any("restarted the command: SECRET (${test:secret}) changed" in m for m in log.at("info"))
+    assert any("restarted the command: SECRET (${test:secret}) changed" in m for m in log.at("notice"))
     assert_no_canary(log.text)
     assert_no_canary(log.text, canary=NEW)
 

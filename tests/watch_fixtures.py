@@ -260,6 +260,7 @@ class FakeLog:
 
     def debug(self, msg, **f): self._add("debug", msg, f)
     def info(self, msg, **f): self._add("info", msg, f)
+    def notice(self, msg, **f): self._add("notice", msg, f)
     def warning(self, msg, **f): self._add("warning", msg, f)
     def error(self, msg, **f): self._add("error", msg, f)
 
