@@ -196,7 +196,7 @@ def build_example_image(tag: str, workdir: Path, base: str) -> None:
     context = workdir / "context"
     shutil.copytree(EXAMPLE, context)
     build_wheels(context / "wheels")
-    podman("build", "--quiet", "--pull=never", "--network=none", *ulimit_flags(),
+    podman("build", "--quiet", "--pull=never", "--network=none", "--layers=false", *ulimit_flags(),
            "--build-arg", f"BASE_IMAGE={base}",
            "--build-arg", "PIP_FLAGS=--no-index --find-links /tmp/wheels",
            "--tag", tag, str(context), timeout=900)
