@@ -216,7 +216,8 @@ def test_under_watch_kill_timeout_below_the_stop_timeout_kills_first(start, moun
     app is killed by secretrun, which then exits 137 itself."""
     manifest = tmp_path / "secretrun.toml"
     text = (containers.EXAMPLE / "secretrun.toml").read_text()
-    manifest.write_text(text.replace("[settings]\n", '[settings]\nkill_timeout = "1s"\n'))
+    assert 'kill_timeout = "8s"' in text
+    manifest.write_text(text.replace('kill_timeout = "8s"', 'kill_timeout = "1s"'))
     box = start("-v", f"{mounted_secrets}:/run/secrets:ro", "-v", f"{manifest}:/app/secretrun.toml:ro",
                 *WATCH, command=stubborn_app(None))
     box.wait_for_log("ready")
@@ -225,13 +226,13 @@ def test_under_watch_kill_timeout_below_the_stop_timeout_kills_first(start, moun
     assert took < 15, f"podman's timeout did it, not kill_timeout ({took:.1f} s)"
 
 
-@pytest.mark.parametrize("mode, zombies", [("watch", 0), ("exec", ORPHANS)])
+@pytest.mark.parametrize("mode, zombies", [("watch", 0), ("exec", ORPHANS), ("init", 0)])
 def test_orphans_are_reaped_by_secretrun_as_pid1(start, mounted_secrets, mode, zombies):
     """Under --watch secretrun is PID 1 and reaps every orphan. In exec mode
     the app is PID 1: one that never waits for processes it did not start
-    keeps them as zombies (use --watch, or `docker run --init`)."""
-    box = start("-v", f"{mounted_secrets}:/run/secrets:ro", *(WATCH if mode == "watch" else ()),
-                command=["python", "-c", ORPHAN_MAKER])
+    keeps them as zombies; `--init` (docker run --init) puts an init before it."""
+    args = {"watch": WATCH, "exec": [], "init": ["--init"]}[mode]
+    box = start("-v", f"{mounted_secrets}:/run/secrets:ro", *args, command=["python", "-c", ORPHAN_MAKER])
     box.wait_for_log("ready")
     containers.wait_until(lambda: int(box.python(COUNT_ZOMBIES)) == zombies, timeout=15,
                           what=f"{zombies} zombies")
