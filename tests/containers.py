@@ -37,8 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "docker"
@@ -69,11 +69,11 @@ def base_tarball() -> Path:
     return cache_dir() / f"debian-{SUITE}-python3-{RECIPE}.tar"
 
 
-def global_flags() -> List[str]:
+def global_flags() -> list[str]:
     return ["--runtime", "runc"] if shutil.which("runc") else []
 
 
-def ulimit_flags() -> List[str]:
+def ulimit_flags() -> list[str]:
     flags = []
     for name, limit, ceiling in (("nofile", resource.RLIMIT_NOFILE, 1 << 20),
                                  ("nproc", resource.RLIMIT_NPROC, 32768)):
@@ -84,9 +84,9 @@ def ulimit_flags() -> List[str]:
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120,
-           input: Optional[bytes] = None) -> subprocess.CompletedProcess:
+           input: bytes | None = None) -> subprocess.CompletedProcess:
     """Run ``podman ARGS``; text output; raises with its stderr when ``check``."""
-    proc = subprocess.run(["podman", *global_flags(), *args], capture_output=True,
+    proc = subprocess.run(["podman", *global_flags(), *args], check=False, capture_output=True,
                           timeout=timeout, input=input)
     out = subprocess.CompletedProcess(proc.args, proc.returncode,
                                       proc.stdout.decode("utf-8", "replace"),
@@ -96,7 +96,7 @@ def podman(*args: str, check: bool = True, timeout: float = 120,
     return out
 
 
-def engine_problem() -> Optional[str]:
+def engine_problem() -> str | None:
     """None when podman can run a container here, else why not."""
     if not shutil.which("podman"):
         return "podman is not installed (apt-get install podman runc debootstrap; see docs/containers.md)"
@@ -119,8 +119,8 @@ def debian_mirror() -> str:
             text = path.read_text()
         except OSError:
             continue
-        for uri in re.findall(r"^\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M) + \
-                re.findall(r"^URIs:\s*(\S+)", text, re.M):
+        for uri in re.findall(r"^\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.MULTILINE) + \
+                re.findall(r"^URIs:\s*(\S+)", text, re.MULTILINE):
             if uri.rstrip("/").endswith("/debian"):
                 return uri
     return "http://deb.debian.org/debian"
@@ -139,7 +139,7 @@ def build_base_tarball(dest: Path, log=sys.stderr) -> None:
         mirror = debian_mirror()
         print(f"debootstrap {SUITE} from {mirror} ...", file=log, flush=True)
         proc = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                               SUITE, str(rootfs), mirror], capture_output=True, text=True, timeout=1200)
+                               SUITE, str(rootfs), mirror], check=False, capture_output=True, text=True, timeout=1200)
         if proc.returncode != 0:
             raise RuntimeError(f"debootstrap failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
         for part in TRIMMED:
@@ -168,12 +168,7 @@ def ensure_base_image(log=sys.stderr) -> str:
     return BASE_IMAGE
 
 
-def project_name() -> str:
-    text = (ROOT / "pyproject.toml").read_text()
-    return re.search(r'^name\s*=\s*"([^"]+)"', text, re.M).group(1)
-
-
-def build_wheels(dest: Path) -> List[Path]:
+def build_wheels(dest: Path) -> list[Path]:
     """A wheel of this checkout and of its dependencies, into ``dest``.
 
     Built from a copy, so that setuptools' build/ and egg-info stay out of the
@@ -206,7 +201,7 @@ def image_size(name: str) -> int:
     return int(podman("image", "inspect", "--format", "{{.Size}}", name).stdout.strip())
 
 
-def inspect(name: str) -> Dict:
+def inspect(name: str) -> dict:
     return json.loads(podman("inspect", name).stdout)[0]
 
 
@@ -236,7 +231,7 @@ class Container:
         out = podman("logs", self.id)
         return out.stdout + out.stderr
 
-    def state(self) -> Dict:
+    def state(self) -> dict:
         return inspect(self.id)["State"]
 
     def wait_for_log(self, text: str, timeout: float = 30) -> None:

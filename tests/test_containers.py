@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import textwrap
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -63,8 +63,8 @@ ORPHAN_MAKER = textwrap.dedent(f"""\
 def stubborn_app(code_on_term: int | None) -> list:
     """A command that exits ``code_on_term`` on SIGTERM, or ignores SIGTERM (None)."""
     handler = "signal.SIG_IGN" if code_on_term is None else f"lambda *_: sys.exit({code_on_term})"
-    return ["python", "-c", f"import signal, sys, time; signal.signal(signal.SIGTERM, {handler}); "
-                            "print('ready', flush=True); time.sleep(600)"]
+    return ["python", "-c", (f"import signal, sys, time; signal.signal(signal.SIGTERM, {handler}); "
+                             "print('ready', flush=True); time.sleep(600)")]
 
 
 @pytest.fixture(scope="session")
@@ -231,6 +231,8 @@ def test_orphans_are_reaped_by_secretrun_as_pid1(start, mounted_secrets, mode, z
     """Under --watch secretrun is PID 1 and reaps every orphan. In exec mode
     the app is PID 1: one that never waits for processes it did not start
     keeps them as zombies; `--init` (docker run --init) puts an init before it."""
+    if mode == "init" and not shutil.which("catatonit"):
+        pytest.skip("podman --init needs catatonit (apt-get install catatonit)")
     args = {"watch": WATCH, "exec": [], "init": ["--init"]}[mode]
     box = start("-v", f"{mounted_secrets}:/run/secrets:ro", *args, command=["python", "-c", ORPHAN_MAKER])
     box.wait_for_log("ready")
