@@ -173,7 +173,7 @@ def test_the_app_runs_as_the_images_non_root_user(image, start, mounted_secrets)
 
 
 def test_secretrun_is_pid1_under_watch_and_the_app_its_child(start, mounted_secrets):
-    box = start("-v", f"{mounted_secrets}:/run/secrets:ro", *WATCH, command=APP)
+    box = start("--read-only", "-v", f"{mounted_secrets}:/run/secrets:ro", *WATCH, command=APP)
     box.wait_for_log("listening on :8080")
     assert pid1_cmdline(box)[1:] == ["/usr/local/bin/secretrun", "--watch", "--", *APP]
     app_pid = box.python("import os; print(next(p for p in os.listdir('/proc') if p.isdigit() and "
@@ -224,6 +224,7 @@ def test_under_watch_kill_timeout_below_the_stop_timeout_kills_first(start, moun
     took = box.stop(timeout=30)
     assert box.exit_code() == 137
     assert took < 15, f"podman's timeout did it, not kill_timeout ({took:.1f} s)"
+    assert "did not exit within kill_timeout (1s)" in box.logs()
 
 
 @pytest.mark.parametrize("mode, zombies", [("watch", 0), ("exec", ORPHANS), ("init", 0)])
