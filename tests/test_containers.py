@@ -89,10 +89,10 @@ def image(base_image, tmp_path_factory):
 
 @pytest.fixture
 def mounted_secrets(tmp_path):
-    """What Docker secrets look like: /run/secrets/<name>, root-owned, 0444."""
+    """What Docker secrets look like: /run/secrets/<name>, read-only files (0444),
+    in a directory the container's user 10001 can list."""
     d = tmp_path / "run-secrets"
     d.mkdir(mode=0o755)
-    os.chmod(tmp_path, 0o755)  # the container's user 10001 must reach it
     for name in ("db_password", "api_key"):
         (d / name).write_text(CANARY + "\n")
         (d / name).chmod(0o444)
