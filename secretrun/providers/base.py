@@ -25,12 +25,17 @@ Optional verbs, each with a default here:
 - ``changed_at(sid)``: when the current version was written (seconds since
   the epoch), for ``secretrun rotate --all-older-than``; ``None`` when the
   store does not say.
+- ``changes(sids, sink)``: the store pushes changes (Kubernetes' watch):
+  start following ``sids`` and tell ``sink`` (a ``ChangeSink``) about them;
+  returns something with ``close()``, or ``None`` when this store cannot
+  push. Under ``--watch`` the supervisor then stops polling those secrets
+  while the stream holds (``secretrun.changes``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, Mapping, NamedTuple, Optional, Protocol, Tuple, Union
 
 # Records are NamedTuples, not dataclasses: ``dataclasses`` imports
 # ``inspect``, which costs ~10 ms of every container start (see bench/).
@@ -175,12 +180,33 @@ class Provider:
     def changed_at(self, sid: SecretId) -> Optional[float]:
         return None
 
+    def changes(self, sids: Tuple[SecretId, ...], sink: "ChangeSink") -> Optional["Closable"]:
+        """Follow ``sids`` and report to ``sink`` from the store's own threads:
+        ``sink.changed({sid: Secret | ProviderError})`` for each new value (a
+        deleted secret as ``NotFound``), ``sink.lost(sids, reason)`` when the
+        stream cannot be kept (those ids are polled again),
+        ``sink.restored(sids)`` when it is back and caught up. ``None``: this
+        store only answers polls."""
+        return None
+
     def close(self) -> None:
         return None
 
     def describe(self) -> str:
         """Where this store is, for error messages (an address, a file)."""
         return self.type_name
+
+
+class ChangeSink(Protocol):
+    """Where a pushing store reports (see ``Provider.changes``)."""
+
+    def changed(self, outcomes: Mapping[SecretId, Union[Secret, ProviderError]]) -> None: ...
+    def lost(self, sids: Tuple[SecretId, ...], reason: str) -> None: ...
+    def restored(self, sids: Tuple[SecretId, ...]) -> None: ...
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class OptionReader:
