@@ -436,3 +436,66 @@ def test_max_stale_counts_an_api_server_that_cannot_be_reached(tmp_path):
     finally:
         if fake is not None:
             fake.stop()
+
+
+# --- examples/kubernetes ----------------------------------------------------------
+
+
+def test_the_api_example_works_with_exactly_its_role(kube, tmp_path, secretrun):
+    """examples/kubernetes/secrets-api.yaml: its manifest, in the pod layout,
+    with the RBAC of its Role and nothing more: reads, and watches."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    docs = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "examples/kubernetes/secrets-api.yaml").read_text())}
+    user = "system:serviceaccount:shop:web"
+    binding = docs["RoleBinding"]
+    assert binding["roleRef"]["name"] == docs["Role"]["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == docs["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"]
+    for rule in docs["Role"]["rules"]:
+        for resource in rule["resources"]:
+            kube.allow(user, rule["verbs"], resource, "shop", rule.get("resourceNames"))
+    kube.put("web-db", {"username": "web", "password": CANARY}, namespace="shop")
+    kube.put("web-settings", {"log_level": "info"}, namespace="shop", resource="configmaps")
+    kube.put("other", {"password": "not yours"}, namespace="shop")
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    (sa / "token").write_text(kube.add_token(user))
+    (sa / "namespace").write_text("shop")
+    (sa / "ca.crt").write_bytes(open(kube.ca_path, "rb").read())
+    text = docs["ConfigMap"]["data"]["secretrun.toml"].replace(
+        'type = "kubernetes"', f'type = "kubernetes"\nserviceaccount_dir = "{sa}"')
+    (tmp_path / "secretrun.toml").write_text(text)
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kube.port)}
+    run = secretrun("-m", str(tmp_path / "secretrun.toml"), child=True, env=env)
+    assert run.code == 0, run.stderr
+    assert run.child_env["DATABASE_PASSWORD"] == CANARY and run.child_env["LOG_LEVEL"] == "info"
+    assert_no_canary(run.stdout, run.stderr)
+    # The watch of the one named Secret is allowed by resourceNames.
+    ctx = ProviderContext("k8s", "kubernetes", env, str(tmp_path), 5.0)
+    provider = KubernetesProvider.from_config(ctx, {"serviceaccount_dir": str(sa)})
+    sink = Recorder()
+    source = provider.changes((sid("web-db"),), sink)
+    try:
+        wait_for(lambda: kube.open_watches() == 1, 5, "the watch")
+        assert sink.losses == [] and sink.seen(sid("web-db"), "password") == [CANARY]
+    finally:
+        source.close()
+        provider.close()
+    # ... and nothing else is.
+    refused(lambda: KubernetesProvider.from_config(ctx, {"serviceaccount_dir": str(sa)}).fetch(sid("other")), Denied)
+
+
+def test_the_external_secrets_example_targets_the_watched_secret():
+    import yaml
+
+    from tests.conftest import ROOT
+
+    here = ROOT / "examples/kubernetes"
+    eso = {d["kind"]: d for d in yaml.safe_load_all((here / "external-secrets.yaml").read_text())}
+    api = {d["kind"]: d for d in yaml.safe_load_all((here / "secrets-api.yaml").read_text())}
+    target = eso["ExternalSecret"]["spec"]["target"]["name"]
+    assert target in api["Role"]["rules"][0]["resourceNames"]
+    assert f"${{k8s:{target}#password}}" in api["ConfigMap"]["data"]["secretrun.toml"]
+    assert {d["secretKey"] for d in eso["ExternalSecret"]["spec"]["data"]} == {"username", "password"}
