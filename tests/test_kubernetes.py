@@ -3,6 +3,8 @@ wire-level API server in ``tests/servers/kubernetes.py`` (TLS with a
 throwaway CA): credentials as kubectl finds them, errors, the watch as a
 change source, then the ``secretrun`` command, ``--watch`` included."""
 
+import base64
+import json
 import sys
 import threading
 import time
@@ -292,12 +294,15 @@ def test_cli_keys_namespaces_imports_and_binary_files(kube, cluster, secretrun, 
     path = write_manifest(tmp_path, kc, 'DB_PASSWORD = "${k8s:db#password}"\n'
                           'TEAM_KEY = "${k8s:team-a/api#key}"\n'
                           'BLOB = { value = "${k8s:db#blob}", file = true }\n'
+                          'WHOLE = "${k8s:db}"\n'
                           '[[import]]\nfrom = "${k8s:app}"')
     run = secretrun("-m", str(path), child=True)
     assert run.code == 0, run.stderr
     env = run.child_env
     assert env["DB_PASSWORD"] == CANARY and env["TEAM_KEY"] == "team-key"
     assert env["DATABASE_URL"].endswith(f"{CANARY}@db") and env["ignored"] == "x"
+    assert json.loads(env["WHOLE"]) == {"password": CANARY, "user": "app",
+                                        "blob": base64.b64encode(BINARY).decode()}   # JSON: binary as base64
     assert env["BLOB"].startswith("/")           # a file only the child can open (bytes: see above)
     assert_no_canary(run.stdout, run.stderr)
 

@@ -358,5 +358,15 @@ def render(value: Any) -> Union[str, bytes]:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return json.dumps(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=False, default=str)
+    return json.dumps(value, separators=(",", ":"), sort_keys=False, default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    """What JSON cannot hold: bytes inside an object (a Kubernetes Secret's
+    binary key) as base64, as the store itself shows them; the rest as text."""
+    if isinstance(value, bytes):
+        import base64
+
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
 
