@@ -504,3 +504,29 @@ def test_the_external_secrets_example_targets_the_watched_secret():
     assert target in api["Role"]["rules"][0]["resourceNames"]
     assert f"${{k8s:{target}#password}}" in api["ConfigMap"]["data"]["secretrun.toml"]
     assert {d["secretKey"] for d in eso["ExternalSecret"]["spec"]["data"]} == {"username", "password"}
+
+
+def test_the_leak_matrix_for_this_store(kube, cluster, secretrun, tmp_path):
+    """tests/test_leaks.py's two paths with a Kubernetes Secret holding the
+    canary: every success and failure output, every format, and no value."""
+    kc = kubeconfig(kube, str(tmp_path / "config"), token=cluster)
+    ok = write_manifest(tmp_path, kc, 'PW = "${k8s:db#password}"\nWHOLE = "${k8s:db}"\n'
+                        'AS_FILE = { value = "${k8s:db#password}", file = true }', 'timeout = "5s"\nretries = 0')
+    runs = [secretrun("-m", str(ok), "--log-level", "debug", child=True),
+            secretrun("-m", str(ok), "--log-level", "debug", "--log-format", "json", child=True),
+            secretrun("check", "-m", str(ok), "--format", "json", "--log-level", "debug"),
+            secretrun("env", "-m", str(ok), "--format", "dotenv")]
+    assert all(r.code == 0 for r in runs), [r.stderr for r in runs]
+    bad = write_manifest(tmp_path, kc, "\n".join([
+        'VALIDATION = { value = "${k8s:db#password}", min_length = 999, pattern = "^x$" }',
+        'MISSING_FIELD = "${k8s:db#nope}"',
+        'NOT_AN_OBJECT = "${k8s:db#password.deeper}"',
+        'MISSING = "${k8s:nope#x}"',
+        f'FORBIDDEN = {{ value = "${{k8s:db#password}}", forbid = ["{CANARY}"] }}']), 'timeout = "5s"\nretries = 0')
+    for args in (("-m", str(bad), "--", "true"), ("check", "-m", str(bad), "--format", "json"), ("env", "-m", str(bad))):
+        run = secretrun(*args)
+        assert run.code == 1 and "FORBIDDEN" in run.stdout + run.stderr, run.stderr
+        runs.append(run)
+    for run in runs:
+        assert "Traceback" not in run.stderr
+        assert_no_canary(run.stdout, run.stderr)
