@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from azure.keyvault.secrets._shared import http_challenge_cache
 
+from bench.concurrency import interleave, table
 from bench.latency_proxy import LatencyProxy
 from secretrun.providers.azure_keyvault import AzureKeyVaultProvider
 from secretrun.providers.base import ProviderContext, SecretId
@@ -122,14 +122,9 @@ def main() -> None:
     sids = [SecretId("kv", name) for name in values]
     procs, info = start_store(values, args.rtt)
     modes = {"sequential": 1, "concurrent": AzureKeyVaultProvider.max_concurrency}
-    times = {(mode, phase): [] for mode in modes for phase in ("cold", "warm")}
     try:
         one_run(info, sids[:2], 1)   # imports, server threads
-        for _ in range(args.rounds):
-            for mode, concurrency in modes.items():
-                cold, warm = one_run(info, sids, concurrency)
-                times[mode, "cold"].append(cold)
-                times[mode, "warm"].append(warm)
+        times = interleave(lambda concurrency: one_run(info, sids, concurrency), modes, args.rounds)
     finally:
         for proc in procs:
             stop(proc)
@@ -137,15 +132,7 @@ def main() -> None:
           f"median of {args.rounds} rounds")
     print("cold: a fresh provider (bearer challenge, token request, new TLS connections);")
     print("warm: the same provider again (token cached, connections pooled)")
-    print(f"{'phase':<6} {'mode':<12} {'in flight':>9} {'median':>9} {'best':>9} {'vs sequential':>14}")
-    for phase in ("cold", "warm"):
-        base = statistics.median(times["sequential", phase])
-        for mode, concurrency in modes.items():
-            runs = times[mode, phase]
-            median = statistics.median(runs)
-            print(f"{phase:<6} {mode:<12} {concurrency:>9} {median * 1000:>7.0f}ms {min(runs) * 1000:>7.0f}ms "
-                  f"{base / median:>13.1f}x")
-
+    table(modes, times)
 
 if __name__ == "__main__":
     main()

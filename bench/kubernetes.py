@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 
 from bench.azure import _spawn, proxies, stop
+from bench.concurrency import interleave, table
 from secretrun.providers.base import ProviderContext, SecretId
 from secretrun.providers.kubernetes import KubernetesProvider
 from secretrun.resolver import fetch_all
@@ -82,31 +82,18 @@ def main() -> None:
     sids = [SecretId("k8s", name) for name in values]
     procs, info = start_store(values, args.rtt)
     modes = {"sequential": 1, "concurrent": KubernetesProvider.max_concurrency}
-    times = {(mode, phase): [] for mode in modes for phase in ("cold", "warm")}
     with tempfile.TemporaryDirectory() as directory:
         config = kubeconfig(info, directory)
         try:
             one_run(config, sids[:2], 1)   # imports, server threads
-            for _ in range(args.rounds):
-                for mode, concurrency in modes.items():
-                    cold, warm = one_run(config, sids, concurrency)
-                    times[mode, "cold"].append(cold)
-                    times[mode, "warm"].append(warm)
+            times = interleave(lambda concurrency: one_run(config, sids, concurrency), modes, args.rounds)
         finally:
             for proc in procs:
                 stop(proc)
     print(f"kubernetes: {args.secrets} secrets, {args.rtt * 1000:.0f} ms round trip, "
           f"median of {args.rounds} rounds")
     print("cold: a fresh provider (kubeconfig, TLS context, new connections); warm: the same provider again")
-    print(f"{'phase':<6} {'mode':<12} {'in flight':>9} {'median':>9} {'best':>9} {'vs sequential':>14}")
-    for phase in ("cold", "warm"):
-        base = statistics.median(times["sequential", phase])
-        for mode, concurrency in modes.items():
-            runs = times[mode, phase]
-            median = statistics.median(runs)
-            print(f"{phase:<6} {mode:<12} {concurrency:>9} {median * 1000:>7.0f}ms {min(runs) * 1000:>7.0f}ms "
-                  f"{base / median:>13.1f}x")
-
+    table(modes, times)
 
 if __name__ == "__main__":
     main()

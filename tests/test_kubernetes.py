@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,7 +86,7 @@ def test_in_cluster_token_is_reread_before_every_request(kube, cluster, make, tm
     sa.mkdir()
     (sa / "token").write_text(cluster)
     (sa / "namespace").write_text("team-a")
-    (sa / "ca.crt").write_bytes(open(kube.ca_path, "rb").read())
+    (sa / "ca.crt").write_bytes(Path(kube.ca_path).read_bytes())
     env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kube.port)}
     provider = make(env, serviceaccount_dir=str(sa))
     assert provider.fetch(sid("api")).value == {"key": "team-key"}     # the pod's namespace
@@ -147,7 +148,7 @@ def test_bad_options_are_manifest_errors(make, options, words):
 def test_malformed_references_are_refused_before_any_request(kube, cluster, make, tmp_path):
     provider = make({"KUBECONFIG": kubeconfig(kube, str(tmp_path / "config"), token=cluster)})
     for path in ("Bad_Name", "a/b/c", "-x"):
-        refused(lambda: provider.check(sid(path)), ProviderConfigError)
+        refused(lambda path=path: provider.check(sid(path)), ProviderConfigError)
     refused(lambda: provider.check(SecretId("k8s", "db", "7")), ProviderConfigError)
     assert kube.log() == []
 
@@ -237,7 +238,7 @@ def test_several_names_share_one_namespace_watch(kube, watching):
     wait_for(lambda: kube.open_watches() == 2, 5, "two watches")
     queries = sorted(r.path for r in kube.log("watch"))
     assert queries == ["/api/v1/namespaces/default/secrets", "/api/v1/namespaces/team-a/secrets"]
-    narrowed = [r for r in kube.log("watch") if r.path.endswith("default/secrets")][0]
+    narrowed = next(r for r in kube.log("watch") if r.path.endswith("default/secrets"))
     assert "fieldSelector" not in narrowed.query
 
 
@@ -468,7 +469,7 @@ def test_the_api_example_works_with_exactly_its_role(kube, tmp_path, secretrun):
     sa.mkdir()
     (sa / "token").write_text(kube.add_token(user))
     (sa / "namespace").write_text("shop")
-    (sa / "ca.crt").write_bytes(open(kube.ca_path, "rb").read())
+    (sa / "ca.crt").write_bytes(Path(kube.ca_path).read_bytes())
     text = docs["ConfigMap"]["data"]["secretrun.toml"].replace(
         'type = "kubernetes"', f'type = "kubernetes"\nserviceaccount_dir = "{sa}"')
     (tmp_path / "secretrun.toml").write_text(text)

@@ -37,8 +37,23 @@ from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.config.models import Cluster, User
 from lightkube.core.exceptions import ConfigError
 
-from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
-from .base import ChangeSink, Closable, OptionReader, Provider, ProviderContext, Secret, SecretId
+from ..errors import (
+    Denied,
+    InvalidSecret,
+    NotFound,
+    ProviderConfigError,
+    ProviderError,
+    Unavailable,
+)
+from .base import (
+    ChangeSink,
+    Closable,
+    OptionReader,
+    Provider,
+    ProviderContext,
+    Secret,
+    SecretId,
+)
 
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 # RFC 1123: a namespace is a DNS label, a Secret's or ConfigMap's name a DNS subdomain.

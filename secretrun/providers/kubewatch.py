@@ -30,7 +30,15 @@ import httpx2 as httpx
 
 from ..errors import Denied, NotFound, ProviderError, Unavailable
 from .base import ChangeSink, SecretId
-from .kubernetes import Api, Target, object_path, request_json, status_error, to_secret, transport_error
+from .kubernetes import (
+    Api,
+    Target,
+    object_path,
+    request_json,
+    status_error,
+    to_secret,
+    transport_error,
+)
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0

@@ -40,12 +40,15 @@ import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import trustme
+
+# TLS in each connection's own thread, no Nagle delay: as the Key Vault fake serves.
+from tests.servers.azure import _TLSServer
 
 RESOURCES = {"secrets": "Secret", "configmaps": "ConfigMap"}
 
@@ -70,34 +73,6 @@ class Event(NamedTuple):
     resource: Optional[str]   # None for a bookmark: every watch gets it
     namespace: Optional[str]
     obj: dict
-
-
-class _TLSServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, context: ssl.SSLContext, fake: "KubeFake") -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.context = context
-        self.fake = fake
-
-    def handle_error(self, request, client_address) -> None:
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError, OSError)):
-            super().handle_error(request, client_address)
-
-    def finish_request(self, request, client_address) -> None:
-        request.settimeout(30)
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        finally:
-            tls.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -292,7 +267,7 @@ class KubeFake:
         self.faults: List[Tuple[int, Optional[str]]] = []
         self.requests: List[Request] = []
         self.tokens_seen: List[str] = []
-        self._server = _TLSServer(context, self)
+        self._server = _TLSServer(_Handler, context, self)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
@@ -439,7 +414,7 @@ class KubeFake:
 
     def _take_fault(self, verb: str) -> Optional[int]:
         with self.cond:
-            for i, (status, only) in enumerate(self.faults):
+            for i, (_, only) in enumerate(self.faults):
                 if only is None or only == verb:
                     return self.faults.pop(i)[0]
         return None
