@@ -21,16 +21,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from azure.keyvault.secrets._shared import http_challenge_cache
 
-from bench.concurrency import interleave, table
+from bench.concurrency import cold_then_warm, interleave, table
 from bench.latency_proxy import LatencyProxy
 from secretrun.providers.azure_keyvault import AzureKeyVaultProvider
 from secretrun.providers.base import ProviderContext, SecretId
-from secretrun.resolver import fetch_all
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,18 +93,7 @@ def one_run(info: dict, sids: list, concurrency: int) -> tuple:
         "vault_url": f"https://127.0.0.1:{info['vault_port']}", "ca_cert": info["ca_path"],
         "verify_challenge_resource": False, "disable_instance_discovery": True})
     provider.max_concurrency = concurrency
-    times = []
-    try:
-        for _ in range(2):
-            start = time.perf_counter()
-            snapshot = fetch_all({"kv": provider}, sids, retries=0)
-            times.append(time.perf_counter() - start)
-            failed = [out for out in snapshot.values() if not hasattr(out, "value")]
-            if failed:
-                raise SystemExit(f"{len(failed)} fetches failed, e.g. {failed[0]}")
-    finally:
-        provider.close()
-    return tuple(times)
+    return cold_then_warm(provider, sids)
 
 
 def main() -> None:

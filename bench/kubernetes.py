@@ -18,13 +18,11 @@ import argparse
 import json
 import os
 import tempfile
-import time
 
 from bench.azure import _spawn, proxies, stop
-from bench.concurrency import interleave, table
+from bench.concurrency import cold_then_warm, interleave, table
 from secretrun.providers.base import ProviderContext, SecretId
 from secretrun.providers.kubernetes import KubernetesProvider
-from secretrun.resolver import fetch_all
 
 
 def start_store(values: dict, rtt: float) -> tuple:
@@ -55,18 +53,7 @@ def one_run(config: str, sids: list, concurrency: int) -> tuple:
     ctx = ProviderContext("k8s", "kubernetes", {"KUBECONFIG": config}, ".", 10.0)
     provider = KubernetesProvider.from_config(ctx, {})
     provider.max_concurrency = concurrency
-    times = []
-    try:
-        for _ in range(2):
-            start = time.perf_counter()
-            snapshot = fetch_all({"k8s": provider}, sids, retries=0)
-            times.append(time.perf_counter() - start)
-            failed = [out for out in snapshot.values() if not hasattr(out, "value")]
-            if failed:
-                raise SystemExit(f"{len(failed)} fetches failed, e.g. {failed[0]}")
-    finally:
-        provider.close()
-    return tuple(times)
+    return cold_then_warm(provider, sids)
 
 
 def main() -> None:
