@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -118,12 +119,18 @@ class NamespaceWatch:
                                          f"failed ({type(exc).__name__})"))
 
     def interrupt(self) -> None:
+        """End a read blocked on the stream, from another thread: closing the
+        response would wait for it, shutting the socket down does not."""
         response = self._response
-        if response is not None:
-            try:
-                response.close()
-            except Exception:  # noqa: BLE001 - it may be closing already
-                pass
+        if response is None:
+            return
+        try:
+            stream = response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except Exception:  # noqa: BLE001 - it may be closing already
+            pass
 
     # --- LIST and WATCH ---
 
