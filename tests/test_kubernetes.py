@@ -125,6 +125,12 @@ def test_exec_credential_plugin(kube, cluster, make, tmp_path):
     assert "exec credential plugin failed" in message
 
 
+def test_the_default_kubeconfig_is_under_home(kube, cluster, make, tmp_path):
+    (tmp_path / ".kube").mkdir()
+    kubeconfig(kube, str(tmp_path / ".kube" / "config"), token=cluster, namespace="team-a")
+    assert make({"HOME": str(tmp_path)}).fetch(sid("api")).value == {"key": "team-key"}
+
+
 def test_context_option_and_the_contexts_namespace(kube, cluster, make, tmp_path):
     kc = kubeconfig(kube, str(tmp_path / "config"), token=cluster,
                     extra_contexts={"team": {"namespace": "team-a"}})

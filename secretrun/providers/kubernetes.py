@@ -326,7 +326,8 @@ def _kubeconfig(ctx: ProviderContext, path: Optional[str], context: Optional[str
         # KUBECONFIG may list several files; kubectl merges them, and the
         # first holds the current context in the common case.
         listed = [p for p in ctx.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-        path = listed[0] if listed else os.path.expanduser("~/.kube/config")
+        home = ctx.environ.get("HOME") or os.path.expanduser("~")
+        path = listed[0] if listed else os.path.join(home, ".kube", "config")
     if not os.path.isfile(path):
         raise ProviderConfigError(f"{where}: no kubeconfig at {path} (and not in a pod: "
                                   f"KUBERNETES_SERVICE_HOST is not set)")
