@@ -530,7 +530,8 @@ def test_the_leak_matrix_for_this_store(kube, cluster, secretrun, tmp_path):
         'NOT_AN_OBJECT = "${k8s:db#password.deeper}"',
         'MISSING = "${k8s:nope#x}"',
         f'FORBIDDEN = {{ value = "${{k8s:db#password}}", forbid = ["{CANARY}"] }}']), 'timeout = "5s"\nretries = 0')
-    for args in (("-m", str(bad), "--", "true"), ("check", "-m", str(bad), "--format", "json"), ("env", "-m", str(bad))):
+    for args in (("-m", str(bad), "--", "true"), ("check", "-m", str(bad), "--format", "json"),
+                 ("env", "-m", str(bad))):
         run = secretrun(*args)
         assert run.code == 1 and "FORBIDDEN" in run.stdout + run.stderr, run.stderr
         runs.append(run)

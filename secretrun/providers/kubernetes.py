@@ -329,8 +329,10 @@ def _kubeconfig(ctx: ProviderContext, path: Optional[str], context: Optional[str
         home = ctx.environ.get("HOME") or os.path.expanduser("~")
         path = listed[0] if listed else os.path.join(home, ".kube", "config")
     if not os.path.isfile(path):
-        raise ProviderConfigError(f"{where}: no kubeconfig at {path} (and not in a pod: "
-                                  f"KUBERNETES_SERVICE_HOST is not set)")
+        pod = (f"in a pod, but no service account token in {SERVICE_ACCOUNT}"
+               if ctx.environ.get("KUBERNETES_SERVICE_HOST")
+               else "and not in a pod: KUBERNETES_SERVICE_HOST is not set")
+        raise ProviderConfigError(f"{where}: no kubeconfig at {path} ({pod})")
     try:
         config = KubeConfig.from_file(path).get(context)
     except ConfigError as exc:
