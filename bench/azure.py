@@ -18,19 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from azure.keyvault.secrets._shared import http_challenge_cache
 
+from bench.concurrency import cold_then_warm, interleave, table
 from bench.latency_proxy import LatencyProxy
 from secretrun.providers.azure_keyvault import AzureKeyVaultProvider
 from secretrun.providers.base import ProviderContext, SecretId
-from secretrun.resolver import fetch_all
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,18 +93,7 @@ def one_run(info: dict, sids: list, concurrency: int) -> tuple:
         "vault_url": f"https://127.0.0.1:{info['vault_port']}", "ca_cert": info["ca_path"],
         "verify_challenge_resource": False, "disable_instance_discovery": True})
     provider.max_concurrency = concurrency
-    times = []
-    try:
-        for _ in range(2):
-            start = time.perf_counter()
-            snapshot = fetch_all({"kv": provider}, sids, retries=0)
-            times.append(time.perf_counter() - start)
-            failed = [out for out in snapshot.values() if not hasattr(out, "value")]
-            if failed:
-                raise SystemExit(f"{len(failed)} fetches failed, e.g. {failed[0]}")
-    finally:
-        provider.close()
-    return tuple(times)
+    return cold_then_warm(provider, sids)
 
 
 def main() -> None:
@@ -122,14 +109,9 @@ def main() -> None:
     sids = [SecretId("kv", name) for name in values]
     procs, info = start_store(values, args.rtt)
     modes = {"sequential": 1, "concurrent": AzureKeyVaultProvider.max_concurrency}
-    times = {(mode, phase): [] for mode in modes for phase in ("cold", "warm")}
     try:
         one_run(info, sids[:2], 1)   # imports, server threads
-        for _ in range(args.rounds):
-            for mode, concurrency in modes.items():
-                cold, warm = one_run(info, sids, concurrency)
-                times[mode, "cold"].append(cold)
-                times[mode, "warm"].append(warm)
+        times = interleave(lambda concurrency: one_run(info, sids, concurrency), modes, args.rounds)
     finally:
         for proc in procs:
             stop(proc)
@@ -137,15 +119,7 @@ def main() -> None:
           f"median of {args.rounds} rounds")
     print("cold: a fresh provider (bearer challenge, token request, new TLS connections);")
     print("warm: the same provider again (token cached, connections pooled)")
-    print(f"{'phase':<6} {'mode':<12} {'in flight':>9} {'median':>9} {'best':>9} {'vs sequential':>14}")
-    for phase in ("cold", "warm"):
-        base = statistics.median(times["sequential", phase])
-        for mode, concurrency in modes.items():
-            runs = times[mode, phase]
-            median = statistics.median(runs)
-            print(f"{phase:<6} {mode:<12} {concurrency:>9} {median * 1000:>7.0f}ms {min(runs) * 1000:>7.0f}ms "
-                  f"{base / median:>13.1f}x")
-
+    table(modes, times)
 
 if __name__ == "__main__":
     main()

@@ -215,6 +215,7 @@ class Session:
         self._consumed_by: Dict[str, str] = {}   # variable -> what read it, for ``check``
         self._leases: Dict[SecretId, list] = {}
         self._audit = None
+        self._changes: Any = None        # a changes.ChangeFeed, under --watch with a pushing store
         if self.settings.audit_log:
             from .audit import AuditLog
 
@@ -357,6 +358,8 @@ class Session:
                 if provider is None or not isinstance(old, Secret) or sid in expiring:
                     stale.append(sid)
                     continue
+                if self._changes is not None and self._pushed(sid):
+                    continue
                 try:
                     # Every provider is asked, even without a version to compare:
                     # a local store rereads its file here.
@@ -380,6 +383,31 @@ class Session:
                             for sid, exc in failures.items()]
                 raise ResolutionError(problems, title="could not refresh secrets")
             return self._render()
+
+    def _pushed(self, sid: SecretId) -> bool:
+        """Whether the change stream answers for ``sid`` (its delivered value
+        put in the snapshot), so that it is not polled."""
+        from .changes import QUIET
+
+        pushed = self._changes.take(sid)
+        if pushed is None:
+            return False
+        if pushed is not QUIET:
+            self.snapshot[sid] = pushed
+        return True
+
+    def watch_changes(self, notify: Callable[[], None]) -> int:
+        """Follow pushed changes from the stores that can push (see
+        ``secretrun.changes``); ``notify`` is called from their threads on
+        every change. How many secrets are followed instead of polled."""
+        from .changes import ChangeFeed
+
+        self._changes = ChangeFeed(notify, self.log)
+        return self._changes.start(self.providers, self._wanted())
+
+    def stop_changes(self) -> None:
+        if self._changes is not None:
+            self._changes.close()
 
     def _build(self):
         from .childenv import build
@@ -531,6 +559,7 @@ class Session:
                 pass
 
     def close(self) -> None:
+        self.stop_changes()
         self.close_providers()
         if self._audit is not None:
             self._audit.close()

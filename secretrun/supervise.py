@@ -77,6 +77,7 @@ SHUTDOWN = (signal.SIGTERM, signal.SIGINT)
 HANDLED = FORWARDED + (signal.SIGCHLD, signal.SIGTSTP, signal.SIGCONT)
 
 _POLL_DONE = 0      # byte written to the wakeup pipe by the poll thread
+_PUSHED = 255       # ... by a store's thread: a pushed change (secretrun.changes)
 _MAX_WAIT = 1.0     # the loop wakes at least this often, whatever happens
 _KILL_GRACE = 30.0  # after SIGKILL, how long to wait for the kernel
 
@@ -235,10 +236,28 @@ class Supervisor:
         self.poller = Poller(self.settings, self.rendered, log=self.log, clock=self.clock,
                              wallclock=self.wallclock, rand=self.rand)
         self._update_expiry()
+        self._follow_changes()
         if self.notifier.watchdog_interval:
             self.next_watchdog = self.clock()
 
+    def _follow_changes(self) -> None:
+        """Stores that push changes wake the loop instead of being polled."""
+        follow = getattr(self.session, "watch_changes", None)
+        if follow is not None:
+            follow(self._pushed)
+
+    def _pushed(self) -> None:
+        """From a store's thread: wake the loop (the pipe is the only thing
+        touched here)."""
+        try:
+            os.write(self._wake_w, bytes([_PUSHED]))
+        except OSError:
+            pass
+
     def _teardown(self) -> None:
+        stop_changes = getattr(self.session, "stop_changes", None)
+        if stop_changes is not None:
+            stop_changes()   # before the wakeup pipe closes under its threads
         if self.overlap is not None:
             self.overlap.teardown()
         if self.pid is not None:
@@ -305,6 +324,8 @@ class Supervisor:
         for byte in data:
             if byte == _POLL_DONE:
                 self._poll_finished()
+            elif byte == _PUSHED:
+                self.poller.wake()
             elif byte != signal.SIGCHLD:
                 self._on_signal(byte)
 

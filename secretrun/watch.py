@@ -138,6 +138,7 @@ class Poller:
         self.pending = None              # a change seen, waiting to settle
         self.pending_since = 0.0
         self.in_flight = False
+        self.woken = False               # a store pushed a change: refresh now
         self.forced = False              # this refresh is for an expiring lease
         self.failures = 0
         self.outage_since: Optional[float] = None
@@ -154,8 +155,19 @@ class Poller:
 
     # --- scheduling ---
 
+    def wake(self) -> None:
+        """A store pushed a change (``secretrun.changes``): refresh at once
+        rather than at the next interval. A change already waiting to settle
+        keeps its debounce, and an outage keeps its backoff."""
+        self.woken = True
+
+    def _woken(self) -> bool:
+        return self.woken and self.pending is None and self.outage_since is None
+
     def next_deadline(self) -> float:
         times = [self.next_poll]
+        if self._woken():
+            times.append(self.clock())
         if self.lease_deadline is not None:
             times.append(self.lease_deadline)
         stale = self.stale_deadline()
@@ -174,10 +186,11 @@ class Poller:
         if self.lease_deadline is not None and now >= self.lease_deadline:
             self.forced = True
             return True
-        return now >= self.next_poll
+        return now >= self.next_poll or self._woken()
 
     def begin(self) -> None:
         self.in_flight = True
+        self.woken = False
 
     def set_expiry(self, expiry: Optional[float]) -> None:
         """The earliest wall-clock time a lease or token ends for good (from

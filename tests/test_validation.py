@@ -305,9 +305,11 @@ def test_the_offline_option_table_matches_what_each_provider_reads():
 
     modules = {"env": ["env"], "dotenv": ["dotenv"], "file": ["file"], "vault": ["vault"],
                "aws-secretsmanager": ["aws_common", "aws_secretsmanager"], "aws-ssm": ["aws_common", "aws_ssm"],
-               "gcp-secretmanager": ["gcp_secretmanager"], "azure-keyvault": ["azure_keyvault"]}
+               "gcp-secretmanager": ["gcp_secretmanager"], "azure-keyvault": ["azure_keyvault"],
+               "kubernetes": ["kubernetes"]}
     assert set(modules) == set(SPECS)
     for ptype, names in modules.items():
         source = "".join((ROOT / "secretrun" / "providers" / f"{n}.py").read_text() for n in names)
         read = set(re.findall(r"opts\.(?:str|bool|number|table|list)\(\"(\w+)\"", source))
+        read |= set(re.findall(r"opts\.seen\.add\(\"(\w+)\"\)", source))
         assert read == set(SPECS[ptype]), ptype

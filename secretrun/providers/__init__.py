@@ -32,6 +32,7 @@ BUILTIN: Dict[str, str] = {
     "aws-ssm": "secretrun.providers.aws_ssm:SsmProvider",
     "gcp-secretmanager": "secretrun.providers.gcp_secretmanager:GcpSecretManagerProvider",
     "azure-keyvault": "secretrun.providers.azure_keyvault:AzureKeyVaultProvider",
+    "kubernetes": "secretrun.providers.kubernetes:KubernetesProvider",
 }
 
 # The extra that installs each built-in's SDK, for the "pip install" hint.
@@ -41,6 +42,7 @@ EXTRAS: Dict[str, str] = {
     "aws-ssm": "aws",
     "gcp-secretmanager": "gcp",
     "azure-keyvault": "azure",
+    "kubernetes": "kubernetes",
 }
 
 _loaded: Dict[str, "Type[Provider]"] = {}

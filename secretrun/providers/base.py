@@ -25,17 +25,25 @@ Optional verbs, each with a default here:
 - ``changed_at(sid)``: when the current version was written (seconds since
   the epoch), for ``secretrun rotate --all-older-than``; ``None`` when the
   store does not say.
+- ``changes(sids, sink)``: the store pushes changes (Kubernetes' watch):
+  start following ``sids`` and tell ``sink`` (a ``ChangeSink``) about them;
+  returns something with ``close()``, or ``None`` when this store cannot
+  push. Under ``--watch`` the supervisor then stops polling those secrets
+  while the stream holds (``secretrun.changes``).
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-from typing import Any, ClassVar, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 # Records are NamedTuples, not dataclasses: ``dataclasses`` imports
 # ``inspect``, which costs ~10 ms of every container start (see bench/).
 from ..errors import InvalidSecret, NotFound, ProviderConfigError, ProviderError
+
+if TYPE_CHECKING:  # pragma: no cover - typing.Protocol stays off the exec path
+    from .capabilities import ChangeSink, Closable
 
 
 class SecretId(NamedTuple):
@@ -181,6 +189,15 @@ class Provider:
         raise ProviderConfigError(f"provider type {self.type_name!r} cannot store secrets")
 
     def changed_at(self, sid: SecretId) -> Optional[float]:
+        return None
+
+    def changes(self, sids: Tuple[SecretId, ...], sink: "ChangeSink") -> Optional["Closable"]:
+        """Follow ``sids`` and report to ``sink`` from the store's own threads:
+        ``sink.changed({sid: Secret | ProviderError})`` for each new value (a
+        deleted secret as ``NotFound``), ``sink.lost(sids, reason)`` when the
+        stream cannot be kept (those ids are polled again),
+        ``sink.restored(sids)`` when it is back and caught up. ``None``: this
+        store only answers polls."""
         return None
 
     def close(self) -> None:
@@ -340,5 +357,15 @@ def render(value: Any) -> Union[str, bytes]:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return json.dumps(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=False, default=str)
+    return json.dumps(value, separators=(",", ":"), sort_keys=False, default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    """What JSON cannot hold: bytes inside an object (a Kubernetes Secret's
+    binary key) as base64, as the store itself shows them; the rest as text."""
+    if isinstance(value, bytes):
+        import base64
+
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
 

@@ -13,7 +13,7 @@ This module is not on the exec path (``typing.Protocol`` costs start-up).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Protocol, Tuple, Union, runtime_checkable
+from typing import Any, Dict, Mapping, Optional, Protocol, Tuple, Union, runtime_checkable
 
 from ..errors import ProviderError
 from .base import Lease, Provider, Secret, SecretId, Value
@@ -73,16 +73,31 @@ class Age(Protocol):
     def changed_at(self, sid: SecretId) -> Optional[float]: ...
 
 
+class ChangeSink(Protocol):
+    """Where a pushing store reports (see ``ChangeSource``)."""
+
+    def changed(self, outcomes: Mapping[SecretId, Union[Secret, ProviderError]]) -> None: ...
+    def lost(self, sids: Tuple[SecretId, ...], reason: str) -> None: ...
+    def restored(self, sids: Tuple[SecretId, ...]) -> None: ...
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
 @runtime_checkable
 class ChangeSource(Protocol):
-    """A store that pushes changes (a Kubernetes watch, a notification
-    stream) instead of being polled. ``watch_changes`` starts watching
-    ``sids`` and calls ``notify(sid)`` from any thread when one may have
-    changed; the supervisor then refreshes it as a poll would. It returns a
-    function that stops the watch. Polling stays the fallback: a provider
-    that offers this may still offer ``probe``."""
+    """A store that pushes changes (Kubernetes' watch; later Vault's event
+    subscriptions, cloud change notifications) instead of being polled.
+    ``changes(sids, sink)`` starts following ``sids`` and reports from the
+    store's own threads: ``sink.changed({sid: Secret | ProviderError})`` for
+    each new value, ``sink.lost(sids, reason)`` when the stream cannot be kept
+    (those ids are polled again), ``sink.restored(sids)`` when it is back. It
+    returns something with ``close()``, or None when it cannot push after all.
+    Under ``--watch`` the supervisor stops polling what is followed
+    (``secretrun.changes``); polling stays the fallback."""
 
-    def watch_changes(self, sids: Iterable[SecretId], notify: Callable[[SecretId], None]) -> Callable[[], None]: ...
+    def changes(self, sids: Tuple[SecretId, ...], sink: ChangeSink) -> Optional[Closable]: ...
 
 
 #: Capability name -> (protocol, the verbs that make it up).
@@ -92,7 +107,7 @@ CAPABILITIES: Dict[str, Tuple[Any, Tuple[str, ...]]] = {
     "lease": (Leases, ("renew", "revoke")),
     "write": (Write, ("write",)),
     "age": (Age, ("changed_at",)),
-    "change_source": (ChangeSource, ("watch_changes",)),
+    "change_source": (ChangeSource, ("changes",)),
 }
 
 

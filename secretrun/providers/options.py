@@ -53,6 +53,8 @@ SPECS: Dict[str, Dict[str, Opt]] = {
     "aws-secretsmanager": dict(_AWS),
     "aws-ssm": dict(_AWS),
     "gcp-secretmanager": {"project": Opt(), "location": Opt(), "endpoint": Opt(), "insecure": Opt("bool")},
+    "kubernetes": {"kind": Opt(choices=("secret", "configmap")), "namespace": Opt(), "serviceaccount_dir": Opt(),
+                   "kubeconfig": Opt(), "context": Opt(), "timeout": Opt("duration")},
     "azure-keyvault": {"vault_url": Opt(prefixes=("https://",)), "vault": Opt(),
                        "credential": Opt(choices=AZURE_CREDENTIALS),
                        "ca_cert": Opt(), "authority_host": Opt(prefixes=("https://",)), "tenant_id": Opt(),
