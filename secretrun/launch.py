@@ -106,6 +106,19 @@ def open_session(opts: Options, watch: bool = False, deliver_files: bool = True)
     return Session(manifest, extras, os.environ, watch=watch, log=log, deliver_files=deliver_files)
 
 
+def refuse_unmasked(manifest, watch: bool) -> None:
+    """``mask_output`` only works with secretrun in the output's path, i.e.
+    watching; exec would hand the command our stdout unfiltered. Refused
+    (78) before anything is fetched: masking never silently fails open."""
+    if watch or not getattr(manifest.settings, "mask_output", False):
+        return
+    from .errors import Kind, ManifestError, Problem
+
+    raise ManifestError([Problem(Kind.MANIFEST, "settings.mask_output = true needs watch mode (--watch or "
+                                 "settings.watch = true): without it secretrun replaces itself with the "
+                                 "command and cannot mask its output", location=manifest.path)])
+
+
 def run(opts: Options) -> int:
     """Resolve, then exec (or supervise, when watching). Returns an exit code
     only when supervising; exec does not return."""
@@ -118,6 +131,7 @@ def run(opts: Options) -> int:
         raise UsageError("no command given: secretrun [OPTIONS] -- COMMAND [ARG...]")
     manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
     watch = manifest.settings.watch if opts.watch is None else opts.watch
+    refuse_unmasked(manifest, watch)
     session = Session(manifest, extras, os.environ, watch=watch, log=log)
     rendered = session.resolve()
     log.debug("resolved the environment", variables=len(rendered.managed), manifest=manifest.path)
