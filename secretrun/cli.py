@@ -165,22 +165,26 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
                      "version": result.versions.get(name), "file": bool(var and var.file)})
     others = [p for p in problems if p.variable not in {r["variable"] for r in rows}]
     warnings = _check_warnings(session)
+    # Second line of defence: everything check prints passes the redactor (a
+    # provider option rendered from a secret may be a path, a URL...).
+    redact = session.log.redact
     if fmt == "json":
-        click.echo(json.dumps({"ok": not problems, "variables": rows, "warnings": warnings,
-                               "problems": [{"kind": p.kind.name.lower(), "message": p.message,
-                                             "variable": p.variable, "provider": p.provider,
-                                             "reference": p.reference} for p in problems]}, indent=2))
+        doc = {"ok": not problems, "variables": rows, "warnings": warnings,
+               "problems": [{"kind": p.kind.name.lower(), "message": p.message, "variable": p.variable,
+                             "provider": p.provider, "reference": p.reference} for p in problems]}
+        click.echo(json.dumps(redact.fields(doc), indent=2))
     else:
         headers = ("VARIABLE", "PROVIDER", "REFERENCE", "STATUS", "VERSION")
-        table = [headers] + [(r["variable"], r["provider"], r["reference"], r["status"], r["version"] or "")
+        table = [headers] + [tuple(redact(str(cell)) for cell in (r["variable"], r["provider"], r["reference"],
+                                                                  r["status"], r["version"] or ""))
                              for r in rows]
         widths = [max(len(str(row[i])) for row in table) for i in range(len(headers))]
         for row in table:
             click.echo("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
         for p in others:
-            click.echo(f"problem: {p}", err=True)
+            click.echo(redact(f"problem: {p}"), err=True)
         for text in warnings:
-            click.echo(f"warning: {text}", err=True)
+            click.echo(redact(f"warning: {text}"), err=True)
     if problems:
         error = ResolutionError(problems)
         if fmt == "table":
