@@ -29,6 +29,9 @@ from typing import Callable, Dict, Iterable, List, Optional
 from .redact import MASK_BYTES as MASK, MIN_LENGTH, Masker as _StreamMasker, Secrets, mask_text
 
 QUIET = 0.05       # seconds before held bytes are released
+READ_SIZE = 65536
+BATCH_SIZE = 1 << 20   # at most this much is read and masked in one pass
+PIPE_SIZE = 1 << 20    # the command's output pipes: fewer, larger reads
 
 
 class Masker(_StreamMasker):
@@ -73,7 +76,7 @@ class _Stream:
     def pump(self, now: float) -> bool:
         """Read what is there; False at end of stream."""
         try:
-            data = os.read(self.fd, 65536)
+            data = os.read(self.fd, READ_SIZE)
         except BlockingIOError:
             return True
         except OSError as exc:
@@ -83,6 +86,21 @@ class _Stream:
         if not data:
             self.finish()
             return False
+        # Whatever else is there already goes in the same pass: masking costs
+        # per call as well as per byte, and a busy writer fills big reads.
+        chunks = [data]
+        size = len(data)
+        while size < BATCH_SIZE:
+            try:
+                more = os.read(self.fd, READ_SIZE)
+            except OSError:
+                break
+            if not more:
+                break
+            chunks.append(more)
+            size += len(more)
+        if len(chunks) > 1:
+            data = b"".join(chunks)
         _write_all(self.dest, self.masker.feed(data))
         self.quiet_at = now + QUIET if self.masker.holding else None
         return True
@@ -115,6 +133,7 @@ class Plumbing:
         self.mode = "inherit"
         if mask:
             self.mode = "pty" if os.isatty(1) else "pipes"
+            self.secrets.groups()     # compiled before the command's first byte, not during it
         # Relay our keyboard only when we own the terminal (foreground).
         self.relay_stdin = self.mode == "pty" and interactive and os.isatty(0)
         self._streams: Dict[int, _Stream] = {}
@@ -129,8 +148,11 @@ class Plumbing:
         return self.mode == "pty"
 
     def update_values(self, values: Iterable[str]) -> None:
-        """The values the command now has: a new generation (redact.py)."""
+        """The values the command now has: a new generation (redact.py),
+        compiled before the command starts when its output is masked."""
         self.secrets.deliver(values)
+        if self.mode != "inherit":
+            self.secrets.groups()
 
     def prepare(self) -> List[tuple]:
         """File actions for the next child's spawn."""
@@ -161,6 +183,10 @@ class Plumbing:
 
     def _pipe_for(self, target: int, masker: Masker) -> tuple:
         r, w = os.pipe()
+        try:
+            fcntl.fcntl(r, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+        except OSError:
+            pass                # above /proc/sys/fs/pipe-max-size: keep the default
         self._child_ends.append(w)
         self._add_stream(r, target, masker)
         return (os.POSIX_SPAWN_DUP2, w, target)
