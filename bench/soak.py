@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--poll", default="100ms")
     parser.add_argument("--size", type=int, default=0, help="bytes per value (default: a short value)")
     parser.add_argument("--mask", action="store_true", help="mask_output = true")
+    parser.add_argument("--code", default=str(ROOT), help="the checkout to run (a baseline: another branch's)")
     args = parser.parse_args(argv)
 
     def value_of(i: int) -> str:
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
                             '[env]\nSECRET = "${files:secret}"\n')
         child = ["/bin/sh", "-c", f'echo $$ >> "{starts}"; exec sleep 3600']
         err_path, out_path = tmpdir / "secretrun.err", tmpdir / "secretrun.out"
-        env = {"PATH": os.environ["PATH"], "HOME": str(tmpdir), "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT)}
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmpdir), "LANG": "C.UTF-8", "PYTHONPATH": args.code}
         with open(err_path, "wb") as err, open(out_path, "wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "secretrun", "-m", str(manifest), "--log-level", "info",
                                      "--", *child], cwd=tmpdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
             time.sleep(1.0)            # let the supervisor settle after its imports
             rss_start, fds_start = rss_kib(proc.pid), fds(proc.pid)
             latencies, missed, wrong = [], 0, 0
+            samples = []                 # (rotation, RSS KiB) every tenth of the run
             started = time.monotonic()
             for i in range(1, args.rotations + 1):
                 value = value_of(i)
@@ -133,6 +135,8 @@ def main(argv=None) -> int:
                         break
                     time.sleep(0.005)
                 wrong += got != value
+                if i % max(1, args.rotations // 10) == 0:
+                    samples.append((i, rss_kib(proc.pid)))
             elapsed = time.monotonic() - started
             time.sleep(1.0)
             rss_end, fds_end = rss_kib(proc.pid), fds(proc.pid)
@@ -164,6 +168,7 @@ def main(argv=None) -> int:
               f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms")
     print(f"supervisor RSS: {rss_start / 1024:.1f} MiB after the first child, {rss_end / 1024:.1f} MiB at the end "
           f"({rss_end / rss_start:.2f}x); open fds {fds_start} -> {fds_end}")
+    print("supervisor RSS by rotation: " + ", ".join(f"{i}: {kib / 1024:.1f}" for i, kib in samples) + " MiB")
     print(f"values leaked into secretrun's output: {leaked}")
     return 1 if leaked or missed or wrong or restarts != args.rotations else 0
 

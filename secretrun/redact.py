@@ -40,7 +40,6 @@ again when there are more than ``MAX_GROUPS``.
 from __future__ import annotations
 
 import _thread
-from bisect import bisect_right
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 MASK = "*****"
@@ -136,8 +135,11 @@ class Group:
     """Some values, compiled into one automaton. Immutable."""
 
     def __init__(self, values: Iterable[bytes]) -> None:
+        from bisect import bisect_right
+
         import ahocorasick_rs
 
+        self._bisect = bisect_right     # not imported at module level: the exec path loads this module
         self.values: List[bytes] = list(dict.fromkeys(values))
         owners: Dict[bytes, List[Tuple[int, int]]] = {}
         for vid, value in enumerate(self.values):
@@ -174,7 +176,7 @@ class Group:
 
     def continues(self, tail: bytes) -> bool:
         """Whether ``tail`` is the start of a key (and not a whole one)."""
-        i = bisect_right(self._sorted, tail)
+        i = self._bisect(self._sorted, tail)
         return i < len(self._sorted) and self._sorted[i].startswith(tail)
 
 
