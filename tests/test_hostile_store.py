@@ -211,3 +211,69 @@ def test_check_passes_its_table_and_warnings_through_the_redactor(tmp_path, mani
         assert run.code == 0, run
         assert "readable" in run.stdout + run.stderr
         assert_no_canary(run.stdout, run.stderr)
+
+
+# --- the deadlines themselves ---------------------------------------------------------------
+
+
+def test_a_call_past_its_deadline_is_unavailable_and_hanging_calls_are_capped():
+    import threading
+
+    from secretrun import deadline
+    from secretrun.errors import Unavailable
+
+    release = threading.Event()
+    started = time.monotonic()
+    for _ in range(deadline.HANGING_MAX):
+        with pytest.raises(Unavailable, match="no complete answer within 0.1s"):
+            deadline.within(0.1, release.wait, "slowstore")
+    assert time.monotonic() - started < 3
+    assert deadline.hanging("slowstore") == deadline.HANGING_MAX
+    with pytest.raises(Unavailable, match="still waiting"):
+        deadline.within(10, lambda: "never called", "slowstore")
+    release.set()
+    wait_for(lambda: deadline.hanging("slowstore") == 0, what="the abandoned calls to end")
+    assert deadline.within(1, lambda: "answer", "slowstore") == "answer"
+    with pytest.raises(KeyError):
+        deadline.within(1, lambda: {}["x"], "slowstore")
+
+
+def test_a_poll_past_its_deadline_counts_as_failed_and_max_stale_fires(tmp_path):
+    """In process: a refresh that never returns (a store SDK stuck below
+    every timeout) is given up on; the command is stopped at max_stale."""
+    import threading
+
+    from secretrun.supervise import Supervisor
+    from tests.watch_fixtures import CHILD_APP, PY, FakeLog, FakeSession, Records, rendered, settings
+
+    rec = Records(tmp_path / "rec")
+    stuck, hung = threading.Event(), []
+
+    def refresh():
+        if not rec.starts():
+            return first
+        hung.append(1)
+        stuck.wait(60)
+        return first
+
+    first = rendered({"SECRET": CANARY})
+    session = FakeSession(settings(poll_interval=0.05, max_stale=1.0), first, [refresh])
+    log = FakeLog()
+    sup = Supervisor(session, [PY, CHILD_APP, "--dir", str(rec.dir)], log, subreaper=False)
+    sup.poll_deadline = 0.3
+    started = time.monotonic()
+    try:
+        assert sup.run() == 69
+    finally:
+        stuck.set()
+        for record in rec.starts():
+            try:
+                import os
+
+                os.killpg(record["pgid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert time.monotonic() - started < 10
+    assert any("did not finish within 0.3s" in str(f) for _, _, f in log.records)
+    assert len(hung) == 1          # no pile of threads behind the stuck one
+    assert_no_canary(log.text)
