@@ -4,9 +4,10 @@ A client's own ``timeout`` bounds each socket read, not a request: a server
 that answers one byte every 0.3 s never trips a 1 s read timeout, and a
 100 kB body would take hours. So every call into a network provider
 (``fetch``, ``fetch_batch``, ``probe``) runs in a thread of its own, and the
-caller waits at most ``DEADLINE_FACTOR * timeout`` for its outcome (twice:
-a request that connects within ``timeout`` and reads within ``timeout``
-behaved as documented before). Past the deadline the request counts as
+caller waits at most ``DEADLINE_FACTOR * timeout`` for its outcome (three
+times: room for a connection and a read each within ``timeout``, and for
+botocore's own second attempt, so a store that is merely slow still fails
+with its SDK's own message). Past the deadline the request counts as
 ``Unavailable`` (retried like any other outage); the thread is abandoned,
 and when it ends its result is dropped. One mechanism for Vault, AWS, GCP,
 Azure and any provider to come, without knowing their transports.
@@ -27,7 +28,7 @@ from .errors import Unavailable
 
 T = TypeVar("T")
 
-DEADLINE_FACTOR = 2.0
+DEADLINE_FACTOR = 3.0
 HANGING_MAX = 4
 
 _hanging: Dict[str, int] = {}
@@ -79,8 +80,8 @@ def within(seconds: float, call: Callable[[], T], name: str) -> T:
 
 
 def request_deadline(provider: Any) -> float:
-    """The deadline of one call into ``provider``: twice its own ``timeout``
-    option when it has one (Vault), else twice ``settings.timeout``."""
+    """The deadline of one call into ``provider``: ``DEADLINE_FACTOR`` times
+    its own ``timeout`` option when it has one (Vault), else ``settings.timeout``."""
     own = getattr(provider, "timeout", None)
     base = own if isinstance(own, (int, float)) and own > 0 else provider.ctx.timeout
     return DEADLINE_FACTOR * float(base)

@@ -52,7 +52,7 @@ def test_a_trickling_vault_fails_within_the_deadline_naming_variable_and_referen
     # 2 attempts x 2 s deadline + one backoff (at most 0.2 s), plus start-up.
     assert took < 12, took
     assert "DB_PASSWORD" in run.stderr and "${vault:secret/db#password}" in run.stderr
-    assert "no complete answer within 2s" in run.stderr
+    assert "no complete answer within 3s" in run.stderr
     assert "Traceback" not in run.stderr
 
 
@@ -74,7 +74,7 @@ def test_a_trickling_aws_endpoint_fails_within_the_deadline(trickle, manifest, s
                     timeout=60)
     assert run.code == 69, run
     assert time.monotonic() - started < 12
-    assert "API_KEY" in run.stderr and "no complete answer within 2s" in run.stderr
+    assert "API_KEY" in run.stderr and "no complete answer within 3s" in run.stderr
 
 
 def test_a_store_that_starts_trickling_under_watch_counts_as_failed_polls_and_max_stale_fires(tmp_path,
