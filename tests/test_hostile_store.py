@@ -7,6 +7,7 @@ trickling store (``tests/trickle_server.py``, one byte every 0.3 s on
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -268,8 +269,6 @@ def test_a_poll_past_its_deadline_counts_as_failed_and_max_stale_fires(tmp_path)
         stuck.set()
         for record in rec.starts():
             try:
-                import os
-
                 os.killpg(record["pgid"], signal.SIGKILL)
             except ProcessLookupError:
                 pass
