@@ -114,6 +114,26 @@ def test_a_value_trickled_a_few_bytes_per_pause_never_shows(step):
     assert out.endswith(b"; next") and out.startswith(b"token=")
 
 
+@hsettings(max_examples=300, deadline=None)
+@given(values=values, filler=st.lists(st.text(alphabet="abc-xy \n", max_size=10), min_size=1, max_size=6),
+       cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+       pauses=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_no_value_survives_any_split_with_pauses(values, filler, cuts, pauses):
+    pieces = []
+    for i, f in enumerate(filler):
+        pieces += [f, values[i % len(values)]]
+    data = "".join(pieces).encode()
+    bounds = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    m, out = Masker(values), b""
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        out += m.feed(data[a:b])
+        if pauses[i % len(pauses)]:
+            out += m.release()           # the quiet period passed
+    out += m.release()
+    for v in values:
+        assert v.encode() not in out
+
+
 def test_overlapping_values_are_masked_as_their_union():
     a, b = "alpha-secret-1234", "1234-beta-secret"
     out = mask_text("x alpha-secret-1234-beta-secret y", [a, b])
