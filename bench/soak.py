@@ -1,7 +1,12 @@
 """Soak: a watching supervisor over the ``file`` provider through 1,000
 rotations, with a short poll interval so it runs in a few minutes.
 
-    python -m bench.soak [--rotations 1000] [--poll 100ms]
+    python -m bench.soak [--rotations 1000] [--poll 100ms] [--size BYTES] [--mask]
+
+``--size`` makes every value that many bytes (a large certificate, say) and
+``--mask`` turns ``mask_output`` on, so each value is registered with the
+masker when the command gets it: with bounded generations the supervisor's
+memory stays flat however many large values go by (issue 13).
 
 Each rotation replaces the secret file atomically, then waits (bounded) for
 the new child, so every change settles before the next: with debounce, one
@@ -57,22 +62,33 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rotations", type=int, default=1000)
     parser.add_argument("--poll", default="100ms")
+    parser.add_argument("--size", type=int, default=0, help="bytes per value (default: a short value)")
+    parser.add_argument("--mask", action="store_true", help="mask_output = true")
+    parser.add_argument("--code", default=str(ROOT), help="the checkout to run (a baseline: another branch's)")
     args = parser.parse_args(argv)
+
+    def value_of(i: int) -> str:
+        head = f"{CANARY}-{i}"
+        if args.size <= len(head):
+            return head
+        return head + "-" + os.urandom(args.size // 2).hex()[:args.size - len(head) - 1]
+
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         store = tmpdir / "store"
         store.mkdir()
         secret = store / "secret"
-        secret.write_text(f"{CANARY}-0")
+        secret.write_text(value_of(0))
         starts = tmpdir / "starts.log"
         manifest = tmpdir / "secretrun.toml"
         manifest.write_text(f'version = 1\n[settings]\nwatch = true\npoll_interval = "{args.poll}"\n'
-                            f'kill_timeout = "3s"\n[providers.files]\ntype = "file"\npath = "{store}"\n'
+                            f'kill_timeout = "3s"\nmask_output = {"true" if args.mask else "false"}\n'
+                            f'[providers.files]\ntype = "file"\npath = "{store}"\n'
                             '[env]\nSECRET = "${files:secret}"\n')
         child = ["/bin/sh", "-c", f'echo $$ >> "{starts}"; exec sleep 3600']
         err_path, out_path = tmpdir / "secretrun.err", tmpdir / "secretrun.out"
-        env = {"PATH": os.environ["PATH"], "HOME": str(tmpdir), "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT)}
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmpdir), "LANG": "C.UTF-8", "PYTHONPATH": args.code}
         with open(err_path, "wb") as err, open(out_path, "wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "secretrun", "-m", str(manifest), "--log-level", "info",
                                      "--", *child], cwd=tmpdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
@@ -98,9 +114,10 @@ def main(argv=None) -> int:
             time.sleep(1.0)            # let the supervisor settle after its imports
             rss_start, fds_start = rss_kib(proc.pid), fds(proc.pid)
             latencies, missed, wrong = [], 0, 0
+            samples = []                 # (rotation, RSS KiB) every tenth of the run
             started = time.monotonic()
             for i in range(1, args.rotations + 1):
-                value = f"{CANARY}-{i}"
+                value = value_of(i)
                 tmp_file = store / ".secret.tmp"
                 tmp_file.write_text(value)
                 t0 = time.monotonic()
@@ -118,6 +135,8 @@ def main(argv=None) -> int:
                         break
                     time.sleep(0.005)
                 wrong += got != value
+                if i % max(1, args.rotations // 10) == 0:
+                    samples.append((i, rss_kib(proc.pid)))
             elapsed = time.monotonic() - started
             time.sleep(1.0)
             rss_end, fds_end = rss_kib(proc.pid), fds(proc.pid)
@@ -140,8 +159,8 @@ def main(argv=None) -> int:
         logged = output.count("restarted the command")
 
     lat = sorted(latencies)
-    print(f"soak: {args.rotations} rotations of a file secret, poll_interval {args.poll}, "
-          f"{elapsed:.0f} s")
+    print(f"soak: {args.rotations} rotations of a file secret ({len(value_of(1))} bytes each, mask_output "
+          f"{'on' if args.mask else 'off'}), poll_interval {args.poll}, {elapsed:.0f} s")
     print(f"restarts: {restarts} done / {args.rotations} expected ({logged} logged); "
           f"missed {missed}; children with a wrong value: {wrong}")
     if lat:
@@ -149,6 +168,7 @@ def main(argv=None) -> int:
               f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms")
     print(f"supervisor RSS: {rss_start / 1024:.1f} MiB after the first child, {rss_end / 1024:.1f} MiB at the end "
           f"({rss_end / rss_start:.2f}x); open fds {fds_start} -> {fds_end}")
+    print("supervisor RSS by rotation: " + ", ".join(f"{i}: {kib / 1024:.1f}" for i, kib in samples) + " MiB")
     print(f"values leaked into secretrun's output: {leaked}")
     return 1 if leaked or missed or wrong or restarts != args.rotations else 0
 

@@ -80,6 +80,7 @@ def run(opts: Options) -> int:
     require_command(opts.argv)
     manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
     watch = manifest.settings.watch if opts.watch is None else opts.watch
+    refuse_unmasked(manifest, watch)
     listeners = bind_listeners(opts, manifest.settings, log)
     run_as = None
     if opts.user or manifest.settings.user:
@@ -119,6 +120,19 @@ def run(opts: Options) -> int:
         env = run_as.child_env(env)
         drop(run_as)
     exec_replace(opts.argv, env)
+
+
+def refuse_unmasked(manifest, watch: bool) -> None:
+    """``mask_output`` only works with secretrun in the output's path, i.e.
+    watching; exec would hand the command our stdout unfiltered. Refused
+    (78) before anything is fetched: masking never silently fails open."""
+    if watch or not getattr(manifest.settings, "mask_output", False):
+        return
+    from .errors import Kind, ManifestError, Problem
+
+    raise ManifestError([Problem(Kind.MANIFEST, "settings.mask_output = true needs watch mode (--watch or "
+                                 "settings.watch = true): without it secretrun replaces itself with the "
+                                 "command and cannot mask its output", location=manifest.path)])
 
 
 def bind_listeners(opts: Options, settings, log):

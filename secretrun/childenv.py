@@ -215,7 +215,8 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
             problems.append(Problem(Kind.INVALID, message, variable=var.name))
 
         if var.min_length is not None and len(text) < var.min_length:
-            bad(f"the value is {len(text)} characters long, shorter than min_length {var.min_length}")
+            # Never the length itself: it is information about the value.
+            bad(f"the value is too short (min_length {var.min_length})")
         if var.pattern is not None and not var.pattern.fullmatch(text):
             bad(f"the value does not match the pattern {var.pattern.pattern!r}")
         if text in var.forbid:

@@ -192,20 +192,25 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt, offline, all
                      "version": result.versions.get(name), "file": bool(var and var.file)})
     others = [p for p in problems if p.variable not in {r["variable"] for r in rows}]
     warnings = _check_warnings(session)
+    # Second line of defence: everything check prints passes the redactor (a
+    # provider option rendered from a secret may be a path, a URL...).
+    redact = session.log.redact
     if fmt == "json":
-        click.echo(json.dumps({"ok": not problems, "variables": rows, "warnings": warnings,
-                               "problems": [_problem_json(p) for p in problems]}, indent=2))
+        doc = {"ok": not problems, "variables": rows, "warnings": warnings,
+               "problems": [_problem_json(p) for p in problems]}
+        click.echo(json.dumps(redact.fields(doc), indent=2))
     else:
         headers = ("VARIABLE", "PROVIDER", "REFERENCE", "STATUS", "VERSION")
-        table = [headers] + [(r["variable"], r["provider"], r["reference"], r["status"], r["version"] or "")
+        table = [headers] + [tuple(redact(str(cell)) for cell in (r["variable"], r["provider"], r["reference"],
+                                                                  r["status"], r["version"] or ""))
                              for r in rows]
         widths = [max(len(str(row[i])) for row in table) for i in range(len(headers))]
         for row in table:
             click.echo("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
         for p in others:
-            click.echo(f"problem: {p}", err=True)
+            click.echo(redact(f"problem: {p}"), err=True)
         for text in warnings:
-            click.echo(f"warning: {text}", err=True)
+            click.echo(redact(f"warning: {text}"), err=True)
     if problems:
         error = ResolutionError(problems)
         raise error if fmt == "table" else Reported(error.code)
@@ -302,8 +307,33 @@ def _check_warnings(session) -> List[str]:
 
 
 def _quote_dotenv(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+    """A dotenv value that python-dotenv reads back byte for byte.
+
+    Single quotes: no escapes but ``\\\\`` and ``\\'`` (so a backslash is
+    doubled only before a backslash, a quote or the closing quote), newlines
+    as they are. Docker compose reads single quotes literally, so it gets
+    the same bytes unless the value holds ``'`` or such a backslash. A CR
+    needs double quotes and ``\\r``: both readers turn a raw CR into LF.
+    ``${`` is expanded by python-dotenv whatever the quoting (``env`` warns).
+    """
+    if "\r" in value:
+        escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r")
+                   .replace("\n", "\\n"))
+        return f'"{escaped}"'
+    out = []
+    for i, char in enumerate(value):
+        nxt = value[i + 1] if i + 1 < len(value) else "'"
+        if char == "'" or (char == "\\" and nxt in "\\'"):
+            out.append("\\")
+        out.append(char)
+    return "'" + "".join(out) + "'"
+
+
+def _terminal_safe(text: str) -> str:
+    """Control characters (an escape sequence can rewrite the screen, a CR
+    hide what came before) made visible, for a terminal only."""
+    return "".join(ch if ch == "\n" or (ch.isprintable() and ch != "\x7f") else
+                   ("\\x%02x" % ord(ch) if ord(ch) < 0x100 else "\\u%04x" % ord(ch)) for ch in text)
 
 
 @app.command()
@@ -331,16 +361,30 @@ def env(manifest, profile, extra_env, log_level, log_format, fmt, reveal) -> Non
         if name in rendered.files:
             continue
         values[name] = rendered.env[name] if reveal else MASK
+    lines: List[str] = []
     if fmt == "json":
-        click.echo(json.dumps(values, indent=2))
+        lines.append(json.dumps(values, indent=2))     # ASCII: control characters are escaped
     else:
         for name, value in values.items():
             if fmt == "shell":
-                click.echo(f"export {name}={shlex.quote(value)}")
+                lines.append(f"export {name}={shlex.quote(value)}")   # sh, dash, bash: byte for byte
             else:
-                click.echo(f"{name}={_quote_dotenv(value)}")
+                if "${" in value:
+                    click.echo(f"secretrun: warning: {name}'s value contains '${{': python-dotenv expands it "
+                               "whatever the quoting (read with interpolate=False); docker compose does not",
+                               err=True)
+                lines.append(f"{name}={_quote_dotenv(value)}")
         for name in rendered.files:
-            click.echo(f"# {name} is delivered as a file (file = true)")
+            lines.append(f"# {name} is delivered as a file (file = true)")
+    text = "\n".join(lines) + "\n"
+    if reveal and sys.stdout.isatty() and _terminal_safe(text) != text:
+        click.echo("secretrun: warning: control characters are shown escaped on a terminal; redirect the "
+                   "output to a file for the exact values", err=True)
+        text = _terminal_safe(text)
+    # Not click.echo: it strips ANSI sequences when stdout is not a terminal,
+    # which would change the values.
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 _SCAFFOLD_PROVIDERS = {

@@ -1,9 +1,9 @@
 """secretrun's own diagnostics: stderr, ``text`` or ``json``, names only.
 
 Messages are written by code that never formats a value into them; the
-``Redactor`` is the second line of defence: every resolved value is
-registered with it before anything is logged, and every line, ours or an
-SDK's, passes through it.
+redactor (``redact.Secrets``, the engine ``mask_output`` uses too) is the
+second line of defence: every resolved value is registered with it before
+anything is logged, and every line, ours or an SDK's, passes through it.
 
 The stdlib ``logging`` module is not imported on the exec path (it costs
 more than the rest of start-up); it is wired up by ``capture_stdlib()`` only
@@ -16,42 +16,17 @@ from __future__ import annotations
 import _thread
 import sys
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
+
+from . import redact
 
 # "notice": a normal event worth seeing at the default level (a restart, a
 # reload); shown and hidden with "warning".
 LEVELS = {"debug": 10, "info": 20, "notice": 30, "warning": 30, "error": 40}
-MASK = "*****"
-# Shorter values would mask ordinary words in messages; values are never
-# formatted into messages in the first place, so this only narrows the net.
-MIN_MASKED = 4
-
-
-class Redactor:
-    def __init__(self) -> None:
-        self._values: set = set()
-        self._ordered: list = []
-        self._lock = _thread.allocate_lock()
-
-    def add(self, values: Iterable[Any]) -> None:
-        with self._lock:
-            for v in values:
-                if isinstance(v, bytes):
-                    try:
-                        v = v.decode("utf-8")
-                    except UnicodeDecodeError:
-                        continue
-                if isinstance(v, str) and len(v) >= MIN_MASKED and v not in self._values:
-                    self._values.add(v)
-            # Longest first, so a value containing another is masked whole. Sorted
-            # once per call, not per value: 10,000 values made that quadratic.
-            self._ordered = sorted(self._values, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for v in self._ordered:
-            if v in text:
-                text = text.replace(v, MASK)
-        return text
+MASK = redact.MASK
+MIN_MASKED = redact.MIN_LENGTH
+# The log's redactor is the one engine (redact.py) that mask_output uses.
+Redactor = redact.Secrets
 
 
 class Logger:
@@ -72,14 +47,16 @@ class Logger:
         if self.fmt == "json":
             import json
 
+            # Fields are redacted before serialising: json.dumps escapes
+            # quotes, backslashes and control characters, and the escaped
+            # form is not the value any more.
             record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
-                      "level": level, "logger": fields.pop("logger", "secretrun"), "msg": msg}
-            record.update(fields)
+                      "level": level, "logger": fields.pop("logger", "secretrun"), "msg": self.redact(msg)}
+            record.update(self.redact.fields(fields))
             line = json.dumps(record, default=str)
         else:
             extra = " ".join(f"{k}={v}" for k, v in fields.items())
-            line = f"secretrun: {level}: {msg}" + (f" ({extra})" if extra else "")
-        line = self.redact(line)
+            line = self.redact(f"secretrun: {level}: {msg}" + (f" ({extra})" if extra else ""))
         with self._lock:
             try:
                 stream.write(line + "\n")

@@ -14,7 +14,6 @@ profile's ``[[import]]`` entries are added after the base's.
 from __future__ import annotations
 
 import os
-import re
 import signal
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
@@ -72,7 +71,7 @@ class EnvVar(NamedTuple):
     required: bool = True
     default: Optional[str] = None
     min_length: Optional[int] = None
-    pattern: Optional["re.Pattern[str]"] = None
+    pattern: Optional[Any] = None  # pattern.compile_pattern: RE2, linear time
     forbid: Tuple[str, ...] = ()
     file: bool = False
     on_change: Optional[str] = None
@@ -396,9 +395,11 @@ def _env_var(name: str, raw: Any, c: _Checker) -> Optional[EnvVar]:
                 c.bad(f"'{key}' must be {label}", name)
                 ok = False
     if "pattern" in raw:
+        from .pattern import PatternError, compile_pattern
+
         try:
-            fields["pattern"] = re.compile(raw["pattern"])
-        except (re.error, TypeError) as exc:
+            fields["pattern"] = compile_pattern(raw["pattern"])
+        except PatternError as exc:
             c.bad(f"'pattern' is not a valid regular expression: {exc}", name)
             ok = False
     if "forbid" in raw:

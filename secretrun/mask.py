@@ -1,13 +1,12 @@
 """``mask_output``: the command's stdout and stderr pass through secretrun,
 with every secret value replaced by ``*****``.
 
-``Masker`` is the streaming filter: it replaces whole values, and holds back
-the end of a chunk that could be the start of a value, so a value written in
-two pieces (split by a pipe's buffer or two ``write`` calls) is still caught.
-Held bytes are released when the next chunk decides, or after a short quiet
-period: a full-screen program whose frame happens to end with a value's
-first letter must not freeze. Released bytes shorter than ``min_length`` go
-out as they are; longer ones are masked, erring on the safe side.
+Finding values is ``redact.py``'s job (one engine for logs and output: an
+Aho-Corasick automaton, overlapping matches, common encodings, a partial
+match kept across pauses); this module plumbs the streams through it.
+Held bytes (a tail that could be the start of a value) are released after a
+short quiet period, so a full-screen program whose frame happens to end
+with a value's first letter does not freeze.
 
 ``Plumbing`` connects the command's standard streams. When secretrun's own
 stdout is a terminal, the command gets a pseudo-terminal (its own session,
@@ -22,109 +21,29 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import selectors
 import termios
 import tty
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
-MASK = b"*****"
-# Values shorter than this are not masked: "1", "true" or "443" would
-# shred the output, and a value that short is not secret-grade anyway.
-MIN_LENGTH = 4
+from .redact import MASK_BYTES as MASK
+from .redact import MIN_LENGTH, Secrets, mask_text
+from .redact import Masker as _StreamMasker
+
 QUIET = 0.05       # seconds before held bytes are released
+READ_SIZE = 65536
+BATCH_SIZE = 1 << 20   # at most this much is read and masked in one pass
+PIPE_SIZE = 1 << 20    # the command's output pipes: fewer, larger reads
 
 
-class Masker:
-    """Streaming replacement of known values in a byte stream."""
+class Masker(_StreamMasker):
+    """A stream masker over its own ``Secrets`` (or a shared one)."""
 
-    def __init__(self, values: Iterable[str] = (), min_length: int = MIN_LENGTH) -> None:
-        self.min_length = min_length
-        self._patterns: set = set()
-        self._regex: Optional[re.Pattern] = None
-        self._by_first: Dict[int, List[bytes]] = {}
-        self._longest = 0
-        self._held = b""
-        self.update(values)
+    def __init__(self, values: Union[Secrets, Iterable[str]] = ()) -> None:
+        super().__init__(values if isinstance(values, Secrets) else Secrets(values))
 
     def update(self, values: Iterable[str]) -> None:
-        """Add values to mask; values seen before stay masked (a restarted
-        command's predecessor may still print an old one)."""
-        new = set()
-        for value in values:
-            if len(value) < self.min_length:
-                continue
-            raw = value.encode("utf-8", "surrogateescape")
-            new.add(raw)
-            if b"\n" in raw:
-                # A terminal's output processing (ONLCR) turns \n into \r\n.
-                new.add(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
-        if new <= self._patterns:
-            return
-        self._patterns |= new
-        ordered = sorted(self._patterns, key=len, reverse=True)
-        self._regex = re.compile(b"|".join(re.escape(p) for p in ordered))
-        # re keeps its last 512 compiled patterns; each rotation makes a longer one
-        # (every value seen so far), so a supervisor grew by 34 MiB over 1,000 rotations.
-        re.purge()
-        self._by_first = {}
-        for p in ordered:
-            self._by_first.setdefault(p[0], []).append(p)
-        self._longest = len(ordered[0])
-
-    @property
-    def holding(self) -> bool:
-        return bool(self._held)
-
-    def feed(self, data: bytes) -> bytes:
-        """The bytes that can be written now, values masked."""
-        if self._regex is None:
-            return data
-        buf = self._held + data
-        matches = [(m.start(), m.end()) for m in self._regex.finditer(buf)]
-        cut = self._hold_point(buf, matches)
-        self._held = buf[cut:]
-        out: List[bytes] = []
-        pos = 0
-        for start, end in matches:
-            if end > cut:
-                break
-            out += (buf[pos:start], MASK)
-            pos = end
-        out.append(buf[pos:cut])
-        return b"".join(out)
-
-    def release(self) -> bytes:
-        """Everything still held (quiet period or end of stream)."""
-        held, self._held = self._held, b""
-        if not held or self._regex is None:
-            return held
-        if len(held) >= self.min_length:
-            return MASK
-        return held
-
-    def _hold_point(self, buf: bytes, matches: List[Tuple[int, int]]) -> int:
-        """Where the undecided tail starts: the longest suffix that is a
-        proper prefix of a value and does not start inside a match (a
-        suffix starting at a match's start is held whole: a longer value
-        may still complete there)."""
-        n = len(buf)
-        window = max(0, n - self._longest + 1)
-        inside: set = set()
-        for start, end in matches:
-            if end > window:
-                inside.update(range(max(start + 1, window), end))
-        for i in range(window, n):
-            if i in inside:
-                continue
-            candidates = self._by_first.get(buf[i])
-            if not candidates:
-                continue
-            tail = buf[i:]
-            for p in candidates:
-                if len(p) > len(tail) and p.startswith(tail):
-                    return i
-        return n
+        self.secrets.add(values)
 
 
 # --- plumbing ---------------------------------------------------------------
@@ -159,7 +78,7 @@ class _Stream:
     def pump(self, now: float) -> bool:
         """Read what is there; False at end of stream."""
         try:
-            data = os.read(self.fd, 65536)
+            data = os.read(self.fd, READ_SIZE)
         except BlockingIOError:
             return True
         except OSError as exc:
@@ -169,6 +88,21 @@ class _Stream:
         if not data:
             self.finish()
             return False
+        # Whatever else is there already goes in the same pass: masking costs
+        # per call as well as per byte, and a busy writer fills big reads.
+        chunks = [data]
+        size = len(data)
+        while size < BATCH_SIZE:
+            try:
+                more = os.read(self.fd, READ_SIZE)
+            except OSError:
+                break
+            if not more:
+                break
+            chunks.append(more)
+            size += len(more)
+        if len(chunks) > 1:
+            data = b"".join(chunks)
         _write_all(self.dest, self.masker.feed(data))
         self.quiet_at = now + QUIET if self.masker.holding else None
         return True
@@ -190,14 +124,18 @@ class Plumbing:
     """
 
     def __init__(self, selector: selectors.BaseSelector, mask: bool, values: Iterable[str],
-                 clock: Callable[[], float], interactive: bool) -> None:
+                 clock: Callable[[], float], interactive: bool, secrets: Optional[Secrets] = None) -> None:
         self.selector = selector
         self.clock = clock
-        self.masker_out = Masker(values)
-        self.masker_err = Masker(values)
+        # One engine for both streams (and, from the supervisor, for the logs).
+        self.secrets = secrets if secrets is not None else Secrets()
+        self.secrets.deliver(values)
+        self.masker_out = Masker(self.secrets)
+        self.masker_err = Masker(self.secrets)
         self.mode = "inherit"
         if mask:
             self.mode = "pty" if os.isatty(1) else "pipes"
+            self.secrets.groups()     # compiled before the command's first byte, not during it
         # Relay our keyboard only when we own the terminal (foreground).
         self.relay_stdin = self.mode == "pty" and interactive and os.isatty(0)
         self._streams: Dict[int, _Stream] = {}
@@ -212,9 +150,11 @@ class Plumbing:
         return self.mode == "pty"
 
     def update_values(self, values: Iterable[str]) -> None:
-        values = list(values)
-        self.masker_out.update(values)
-        self.masker_err.update(values)
+        """The values the command now has: a new generation (redact.py),
+        compiled before the command starts when its output is masked."""
+        self.secrets.deliver(values)
+        if self.mode != "inherit":
+            self.secrets.groups()
 
     def prepare(self) -> List[tuple]:
         """File actions for the next child's spawn."""
@@ -245,6 +185,10 @@ class Plumbing:
 
     def _pipe_for(self, target: int, masker: Masker) -> tuple:
         r, w = os.pipe()
+        try:
+            fcntl.fcntl(r, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+        except OSError:
+            pass                # above /proc/sys/fs/pipe-max-size: keep the default
         self._child_ends.append(w)
         self._add_stream(r, target, masker)
         return (os.POSIX_SPAWN_DUP2, w, target)
@@ -367,13 +311,6 @@ def _copy_winsize(src: int, dst: int) -> None:
         fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
     except OSError:
         pass
-
-
-def mask_text(text: str, values: Iterable[str]) -> str:
-    """Mask a complete text (for tests and one-shot use)."""
-    masker = Masker(values)
-    out = masker.feed(text.encode("utf-8", "surrogateescape")) + masker.release()
-    return out.decode("utf-8", "surrogateescape")
 
 
 __all__ = ["Masker", "Plumbing", "mask_text", "MASK", "MIN_LENGTH"]

@@ -30,8 +30,9 @@ def check_env_size(env: Mapping[str, str], argv: Sequence[str]) -> None:
         size = len(name.encode()) + len(value.encode("utf-8", "surrogateescape")) + 2
         total += size + 8  # the pointer in envp
         if size > MAX_ARG_STRLEN:
-            problems.append(Problem(Kind.INVALID, f"the value is {size} bytes, more than the {MAX_ARG_STRLEN} "
-                                    "bytes one environment variable can hold; use file = true", variable=name))
+            # No size in the message: a value's length is information about it.
+            problems.append(Problem(Kind.INVALID, f"the value is larger than the {MAX_ARG_STRLEN} bytes one "
+                                    "environment variable can hold; use file = true", variable=name))
     try:
         limit = os.sysconf("SC_ARG_MAX")
     except (ValueError, OSError):

@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from . import logs
+from .deadline import bounded
 from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError
 from .manifest import Manifest, Settings
 from .providers import load as load_provider
@@ -137,7 +138,7 @@ def _fetch_all(providers, sids, retries, sleep, fetch_one, run_task) -> Snapshot
 
 def _fetch_one(provider: Provider, sid: SecretId, retries: int, sleep) -> Outcome:
     try:
-        return _with_retries(lambda: provider.fetch(sid), retries, sleep)
+        return _with_retries(lambda: bounded(provider, lambda: provider.fetch(sid)), retries, sleep)
     except ProviderError as exc:
         return exc
     except Exception as exc:  # a provider bug must not become a traceback with values in it
@@ -152,7 +153,7 @@ def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sle
     attempt = 0
     while True:
         try:
-            got = dict(provider.fetch_batch(pending))
+            got = dict(bounded(provider, lambda: provider.fetch_batch(pending)))
         except ProviderError as exc:
             got = {sid: exc for sid in pending}
         except Exception as exc:
@@ -363,7 +364,7 @@ class Session:
                 try:
                     # Every provider is asked, even without a version to compare:
                     # a local store rereads its file here.
-                    token = provider.probe(sid)
+                    token = bounded(provider, lambda: provider.probe(sid))
                 except ProviderError as exc:
                     self.snapshot[sid] = exc
                     continue
@@ -414,7 +415,10 @@ class Session:
 
         result = build(self.manifest, self.extras, self.snapshot, self.environ, self.consumed_env(),
                        skip_providers=set(self.provider_problems), env_prefixes=self.env_prefixes())
-        self.log.redact.add(result.values)
+        if not (self.watch and self.rendered is not None):
+            # Watching, later values are registered by the supervisor when the
+            # command gets them (redact.Secrets.deliver), in bounded generations.
+            self.log.redact.add(result.values)
         for warning in result.warnings:
             # Once per session: a watching supervisor rebuilds at every poll.
             if warning not in self._warned:

@@ -53,7 +53,7 @@ from typing import Any, Callable, Optional, Sequence
 from . import child, exitcodes
 from .errors import CommandError
 from .mask import Plumbing
-from .process import require_command
+from .process import check_env_size, require_command
 from .watch import Decision, Poller
 
 EXIT_ON_CHANGE = exitcodes.ON_CHANGE
@@ -180,6 +180,9 @@ class Supervisor:
         self.child_started_at: Optional[float] = None
         self._poll_thread: Optional[threading.Thread] = None
         self._poll_outcome: Any = None
+        self._poll_started = 0.0
+        self._abandoned_poll: Optional[threading.Thread] = None
+        self.poll_deadline = poll_deadline(self.settings)
         self._keepalive_failing = False
         self.listeners = listeners
         self.overlap = self._overlap_part(listeners)
@@ -200,6 +203,7 @@ class Supervisor:
     # --- life cycle --------------------------------------------------------
 
     def run(self) -> int:
+        check_env_size(self._child_env(self.rendered), self.argv)
         self._setup()
         try:
             self._start(self.rendered)
@@ -228,8 +232,9 @@ class Supervisor:
 
         self.tty = child.controlling_tty()
         mask = bool(getattr(self.settings, "mask_output", False))
+        # The log's redactor is the engine that masks output too (redact.py).
         self.plumbing = Plumbing(self.selector, mask, self.rendered.values, self.clock,
-                                 interactive=self.tty is not None)
+                                 interactive=self.tty is not None, secrets=getattr(self.log, "redact", None))
         # Hand the terminal to the command unless it gets its own pty.
         self.handover = self.tty is not None and self.plumbing.mode != "pty"
         self.plumbing.enter_raw()
@@ -300,6 +305,8 @@ class Supervisor:
         deadlines = [now + _MAX_WAIT]
         if self.state == "running" and self._poll_thread is None:
             deadlines.append(self.poller.next_deadline())
+        if self._poll_thread is not None:
+            deadlines.append(self._poll_started + self.poll_deadline)
         for t in (self.kill_at, self.splay_until, self.plumbing.next_deadline(), self.next_watchdog):
             if t is not None:
                 deadlines.append(t)
@@ -333,6 +340,8 @@ class Supervisor:
         self.plumbing.on_timer(now)
         if self.overlap is not None:
             self.overlap.on_timer(now)
+        if self._poll_thread is not None and now >= self._poll_started + self.poll_deadline:
+            self._abandon_poll()
         if self.next_watchdog is not None and now >= self.next_watchdog:
             self.notifier.watchdog()
             self.next_watchdog = now + self.notifier.watchdog_interval
@@ -357,6 +366,9 @@ class Supervisor:
 
     def _start(self, rendered, reason: Optional[str] = None) -> None:
         self._write_files(rendered.files)
+        # Values are registered for masking when the command gets them, not
+        # when a poll sees them (issue 13: memory stays bounded).
+        self.plumbing.update_values(rendered.values)
         actions = self.plumbing.prepare()
         try:
             pid = self._spawn(self.argv, self._child_env(rendered), new_session=self.plumbing.new_session,
@@ -552,6 +564,15 @@ class Supervisor:
     # --- polling -----------------------------------------------------------
 
     def _start_poll(self) -> None:
+        if self._abandoned_poll is not None and self._abandoned_poll.is_alive():
+            # The refresh given up on still holds the session: this poll fails
+            # too, without piling up a second thread behind it.
+            self.poller.begin()
+            self._poll_failed(PollTimeout("the previous refresh has still not returned"))
+            return
+        self._abandoned_poll = None
+        self._poll_outcome = None
+        self._poll_started = self.clock()
         self.poller.begin()
         self._poll_thread = threading.Thread(target=self._poll_job, name="secretrun-poll", daemon=True)
         self._poll_thread.start()
@@ -565,6 +586,9 @@ class Supervisor:
             keepalive_error = exc
         try:
             rendered = self.session.refresh()
+            # Part of validation: a value the command's exec would refuse
+            # (E2BIG) keeps the last good values, like any invalid value.
+            check_env_size(self._child_env(rendered), self.argv)
             expiry = self.session.next_expiry()
         except Exception as exc:  # noqa: BLE001
             error = exc
@@ -588,9 +612,21 @@ class Supervisor:
             self.log.info("token and lease renewal works again")
         self._keepalive_failing = keepalive_error is not None
         if error is None:
-            self.plumbing.update_values(rendered.values)
             self.poller.set_expiry(expiry)
         decision = self.poller.result(rendered, error)
+        self._write_status()
+        if decision is not None and self.state == "running":
+            self._act(decision)
+
+    def _abandon_poll(self) -> None:
+        """A refresh past its deadline counts as a failed poll (so backoff and
+        ``max_stale`` go on); its thread is left to end on its own, and its
+        outcome is dropped."""
+        self._abandoned_poll, self._poll_thread = self._poll_thread, None
+        self._poll_failed(PollTimeout(f"a refresh did not finish within {self.poll_deadline:g}s"))
+
+    def _poll_failed(self, error: BaseException) -> None:
+        decision = self.poller.result(None, error)
         self._write_status()
         if decision is not None and self.state == "running":
             self._act(decision)
@@ -611,6 +647,7 @@ class Supervisor:
             return
         if action == "signal":
             self._write_files(decision.rendered.files)
+            self.plumbing.update_values(decision.rendered.values)
             self.poller.committed(decision.rendered)
             self.rendered = decision.rendered
             self.notifier.reloading(status=decision.reason)
@@ -660,6 +697,26 @@ class Supervisor:
             write_file(path, json.dumps(status, indent=1, sort_keys=True).encode(), 0o644)
         except OSError as exc:
             self.log.debug("could not write the status file", path=path, error=exc.strerror)
+
+
+class PollTimeout(Exception):
+    """A refresh that did not come back in time; ``problems`` is what
+    ``watch.summarize_error`` shows."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.problems = [message]
+
+
+def poll_deadline(settings) -> float:
+    """How long one poll (keepalive and refresh) may take: every attempt of
+    a request at its deadline, with the longest backoff between them, plus
+    one more request for a provider whose options need another's secret."""
+    from .deadline import DEADLINE_FACTOR
+    from .resolver import BACKOFF_CAP
+
+    request = DEADLINE_FACTOR * float(getattr(settings, "timeout", 10.0))
+    return (int(getattr(settings, "retries", 3)) + 1) * (request + BACKOFF_CAP) + request
 
 
 def _noop(signum, frame) -> None:

@@ -114,7 +114,7 @@ def test_validation_failures_exit_65(app, secretrun):
     """)
     run = secretrun(child=True)
     assert run.code == 65
-    assert "shorter than min_length 32" in run.stderr and "does not match the pattern" in run.stderr
+    assert "too short (min_length 32)" in run.stderr and "does not match the pattern" in run.stderr
     assert_no_canary(run.stdout, run.stderr)
 
 
@@ -334,7 +334,7 @@ def test_values_an_environment_cannot_hold(tmp_path, manifest, secretrun):
         BIG = "${f:big}"
     """)
     run = secretrun(child=True)
-    assert run.code == 65 and "BIG: the value is 200005 bytes, more than the 131072" in run.stderr
+    assert run.code == 65 and "BIG: the value is larger than the 131072" in run.stderr and "200005" not in run.stderr
 
 
 def test_manifest_and_profile_from_the_environment(tmp_path, manifest, secretrun):
@@ -394,7 +394,7 @@ def test_env_masks_unless_revealed(app, secretrun):
     assert json.loads(secretrun("env", "--format", "json", "--reveal").stdout)["PW"] == CANARY
     assert f"export PW={CANARY}" in secretrun("env", "--format", "shell", "--reveal").stdout
     dotenv = secretrun("env", "--reveal").stdout
-    assert 'MULTI="line one\\nline two"' in dotenv
+    assert "MULTI='line one\nline two'" in dotenv      # single quotes: no ${} expansion by compose
 
 
 def test_init_from_dotenv_copies_names_never_values(app, tmp_path, secretrun):
