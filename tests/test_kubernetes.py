@@ -264,6 +264,8 @@ def test_410_gone_relists(kube, watching):
     sink = watching("db")
     kube.fail(500, times=2, verb="watch")      # the reconnects fail while ...
     kube.drop_watches()
+    # The cut must land before the change, or the old stream may still carry it.
+    wait_for(lambda: kube.open_watches() == 0, 5, "the watch to be cut")
     kube.put("db", {"password": NEW})          # ... the secret changes and the history goes
     kube.compact()
     wait_for(lambda: sink.seen(sid("db"), "password")[-1:] == [NEW], 10, "the relisted value")
