@@ -179,8 +179,11 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
             click.echo("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
         for p in others:
             click.echo(f"problem: {p}", err=True)
+        from .logs import get as get_log
+
         for text in warnings:
-            click.echo(f"warning: {text}", err=True)
+            if text not in get_log().warned:  # the run itself said so already
+                click.echo(f"warning: {text}", err=True)
     if problems:
         error = ResolutionError(problems)
         if fmt == "table":
@@ -195,7 +198,7 @@ def _check_warnings(session) -> List[str]:
 
     warnings = []
     paths = [("manifest", session.manifest.path)]
-    paths += [(f"dotenv file of provider '{p.name}'", p.path)
+    paths += [("dotenv file", p.path)
               for p in session.providers.values() if p.type_name == "dotenv"]
     if session.settings.fallback:
         paths.append(("fallback file", os.path.join(session.manifest.base_dir, session.settings.fallback)))

@@ -59,6 +59,9 @@ class Logger:
         self.stream = stream
         self.redact = Redactor()
         self._lock = _thread.allocate_lock()
+        # Messages given to warning_once: a file re-read at every poll, or by
+        # two providers, is warned about once a process, not at every read.
+        self.warned: set = set()
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] >= self.level
@@ -93,6 +96,11 @@ class Logger:
 
     def warning(self, msg: str, **fields: Any) -> None:
         self.log("warning", msg, **fields)
+
+    def warning_once(self, msg: str, **fields: Any) -> None:
+        if msg not in self.warned:
+            self.warned.add(msg)
+            self.log("warning", msg, **fields)
 
     def error(self, msg: str, **fields: Any) -> None:
         self.log("error", msg, **fields)
