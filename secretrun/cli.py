@@ -262,7 +262,10 @@ def env(manifest, profile, extra_env, log_level, log_format, fmt, reveal) -> Non
 
 _SCAFFOLD_PROVIDERS = {
     "dotenv": ('[providers.local]\ntype = "dotenv"\npath = "{dotenv}"\n', "local", "{name}"),
-    "vault": ('[providers.vault]\ntype = "vault"\naddress = "http://127.0.0.1:8200"   # or VAULT_ADDR\n',
+    # Options the store's own environment variables give stay commented out:
+    # written, they would override VAULT_ADDR, AWS_REGION... (tests/test_init.py).
+    "vault": ('[providers.vault]\ntype = "vault"\n'
+              '# address = "https://vault.example.com:8200"   # default: VAULT_ADDR, then BAO_ADDR\n',
               "vault", "secret/{app}#{name}"),
     "aws-secretsmanager": ('[providers.aws]\ntype = "aws-secretsmanager"\n# region = "eu-west-1"\n',
                            "aws", "{app}#{name}"),
@@ -318,7 +321,9 @@ def init(manifest, dotenv_path, provider, force) -> None:
         lines.append('# API_KEY = { value = "${vault:secret/app#api_key}", min_length = 32 }')
     if dotenv_path and provider != "dotenv":
         lines += ["", "[profiles.development]", f'settings.fallback = "{rel}"']
-    with open(manifest, "w", encoding="utf-8") as handle:
+    # 0600, as check wants a manifest (it may come to hold literals): an
+    # existing file overwritten with --force keeps the mode its owner gave it.
+    with open(os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
     click.echo(f"wrote {manifest} ({len(names) or 1} variable{'s' if len(names) != 1 else ''}, "
                f"provider {provider}); check it with: secretrun check -m {manifest}")
