@@ -43,7 +43,7 @@ _VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "-
 def _shared(func):
     """The options every command takes (SPEC §2), with their environment variables."""
     decorators = [
-        click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST",
+        click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST", type=click.Path(),
                      help="Manifest file [default: ./secretrun.toml]."),
         click.option("-p", "--profile", metavar="NAME", envvar="SECRETRUN_PROFILE",
                      help="Profile to apply over the base manifest."),
@@ -57,6 +57,25 @@ def _shared(func):
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def _complete_command(ctx: click.Context, param: click.Parameter, incomplete: str):
+    """After ``--``: program names from PATH for the first word, files for
+    the rest (as the shell would complete them without secretrun)."""
+    from click.shell_completion import CompletionItem
+
+    if ctx.params.get(param.name) or "/" in incomplete or incomplete.startswith(("~", ".")):
+        return [CompletionItem(incomplete, type="file")]
+    names = set()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        try:
+            with os.scandir(directory or ".") as entries:
+                for entry in entries:
+                    if entry.name.startswith(incomplete) and entry.is_file() and os.access(entry.path, os.X_OK):
+                        names.add(entry.name)
+        except OSError:
+            continue
+    return [CompletionItem(name) for name in sorted(names)] or [CompletionItem(incomplete, type="file")]
 
 
 def _options(manifest, profile, extra_env, log_level, log_format, watch=None, argv=()) -> Options:
@@ -82,12 +101,46 @@ class SecretrunGroup(click.Group):
                 if token in self.commands:
                     found = i
                     break
+                if not token.startswith("-") and not ctx.resilient_parsing:  # (not while completing)
+                    raise click.UsageError(unknown_command(token, list(self.commands), args[:i], args[i + 1:]))
                 i += 2 if token in _VALUE_OPTIONS else 1
             if found is None:
                 args = ["run", *args]
             elif found > 0:
                 args = [args[found], *args[:found], *args[found + 1:]]
         return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] -- COMMAND [ARG]...")
+        formatter.write_usage(ctx.command_path, "[OPTIONS] check|env|init|push|rotate|generate|run [ARGS]...",
+                              prefix="   or: ")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's own options, then the shared ones (they are accepted
+        before or after any command name, so they belong on this page), then
+        the commands."""
+        click.Command.format_options(self, ctx, formatter)
+        run_command = self.commands["run"]
+        rows = [record for param in run_command.get_params(ctx)
+                if isinstance(param, click.Option) and param.name != "help"
+                for record in [param.get_help_record(ctx)] if record]
+        with formatter.section("Shared options (before or after the command name)"):
+            formatter.write_dl(rows)
+        self.format_commands(ctx, formatter)
+
+
+def unknown_command(word: str, commands: List[str], before: Sequence[str] = (), after: Sequence[str] = ()) -> str:
+    """The grammar is ``secretrun [OPTIONS] -- COMMAND``: a bare word where a
+    secretrun command would stand is refused before anything is resolved
+    (``secretrun chekc`` must not fetch every secret, then exec ``chekc``)."""
+    import difflib
+    import shlex
+
+    close = difflib.get_close_matches(word, commands, n=1, cutoff=0.6)
+    run = shlex.join(["secretrun", *before, "--", word, *[a for a in after if a != "--"]])
+    if close:
+        return f"unknown command {word!r}: did you mean `secretrun {close[0]}`? (to run a program: {run})"
+    return f"{word!r} is not a secretrun command; to run it, put -- before it: {run}"
 
 
 @click.group(cls=SecretrunGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,7 +158,7 @@ def app() -> None:
              epilog=EPILOG)
 @_shared
 @click.option("--watch/--no-watch", default=None, help="Supervise and react to rotation [default: settings.watch].")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, shell_complete=_complete_command)
 def run(manifest, profile, extra_env, log_level, log_format, watch, command) -> None:
     """Resolve the manifest and run COMMAND with it: secretrun run -- COMMAND [ARG...]"""
     if not command:
@@ -280,8 +333,9 @@ _SCAFFOLD_PROVIDERS = {
 
 @app.command()
 @click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST", default="secretrun.toml",
+              type=click.Path(dir_okay=False),
               show_default=True, help="Where to write the manifest.")
-@click.option("--from-dotenv", "dotenv_path", metavar="PATH",
+@click.option("--from-dotenv", "dotenv_path", metavar="PATH", type=click.Path(dir_okay=False),
               help="Take variable names (never values) from this .env file.")
 @click.option("--provider", type=click.Choice(sorted(_SCAFFOLD_PROVIDERS)), default=None,
               help="Store the references point at [default: dotenv with --from-dotenv, else vault].")
@@ -362,7 +416,7 @@ def _verify(opts) -> None:
 
 @app.command()
 @_shared
-@click.option("--from-dotenv", "dotenv_path", metavar="PATH",
+@click.option("--from-dotenv", "dotenv_path", metavar="PATH", type=click.Path(dir_okay=False),
               help="Take the values from this .env file [default: .env].")
 @click.option("--from-env", is_flag=True, help="Take the values from secretrun's own environment.")
 @click.option("--dry-run", is_flag=True, help="List what would be written; write nothing.")

@@ -215,3 +215,14 @@ def describe(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return f"operating system error: {error.strerror}"
     return "unexpected error"
+
+
+def did_you_mean(word: object, choices) -> str:
+    """``"; did you mean 'poll_interval'?"`` for a near miss, else "": a typo
+    in a key or a type is told what it was probably meant to be."""
+    if not isinstance(word, str):
+        return ""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""

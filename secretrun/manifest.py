@@ -18,7 +18,7 @@ import re
 import signal
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
-from .errors import Kind, ManifestError, Problem
+from .errors import Kind, ManifestError, Problem, did_you_mean
 from .perms import writable_by_others
 from .template import Ref, Template, TemplateError, parse, refs, single_ref
 
@@ -229,6 +229,9 @@ class _Checker:
     def __init__(self, path: str) -> None:
         self.path = path
         self.problems: List[Problem] = []
+        # Providers declared with a bad entry: already reported, so a
+        # reference to one is not a second, false "undeclared provider".
+        self.broken_providers: set = set()
 
     def bad(self, message: str, variable: Optional[str] = None, reference: Optional[str] = None) -> None:
         self.problems.append(Problem(Kind.MANIFEST, message, variable=variable, reference=reference,
@@ -263,7 +266,8 @@ def _settings(raw: Any, c: _Checker) -> Settings:
         kind = _SETTING_KINDS.get(key)
         where = f"settings.{key}"
         if kind is None:
-            c.bad(f"unknown key {where!r}. Valid keys: {', '.join(sorted(_SETTING_KINDS))}")
+            c.bad(f"unknown key {where!r}{did_you_mean(key, _SETTING_KINDS) or '.'} "
+                  f"Valid keys: {', '.join(sorted(_SETTING_KINDS))}")
         elif kind == "bool":
             if isinstance(value, bool):
                 values[key] = value
@@ -324,6 +328,7 @@ def _providers(raw: Any, c: _Checker) -> Dict[str, ProviderConfig]:
     for name, entry in raw.items():
         if not isinstance(entry, Mapping):
             c.bad(f"providers.{name} must be a table with a 'type'")
+            c.broken_providers.add(name)
             continue
         if not all(ch.isalnum() and ch.isascii() or ch in "_-" for ch in name):
             c.bad(f"provider name {name!r} may only hold letters, digits, '_' and '-'")
@@ -331,10 +336,13 @@ def _providers(raw: Any, c: _Checker) -> Dict[str, ProviderConfig]:
         ptype = entry.get("type")
         if not isinstance(ptype, str):
             c.bad(f"providers.{name} has no 'type' (one of {', '.join(registry.known_types())})")
+            c.broken_providers.add(name)
             continue
         if not registry.is_known(ptype):
-            c.bad(f"providers.{name}: unknown provider type {ptype!r}. "
+            c.bad(f"providers.{name}: unknown provider type {ptype!r}"
+                  f"{did_you_mean(ptype, registry.known_types(True)) or '.'} "
                   f"Valid types: {', '.join(registry.known_types(True))}")
+            c.broken_providers.add(name)
             continue
         templates = tuple(_option_templates(entry, (), c, name))
         out[name] = ProviderConfig(name, ptype, dict(entry), templates)
@@ -359,7 +367,7 @@ def _env_var(name: str, raw: Any, c: _Checker) -> Optional[EnvVar]:
     ok = True
     for key in raw:
         if key not in _VAR_KEYS:
-            c.bad(f"unknown key {key!r}. Valid keys: {', '.join(_VAR_KEYS)}", name)
+            c.bad(f"unknown key {key!r}{did_you_mean(key, _VAR_KEYS) or '.'} Valid keys: {', '.join(_VAR_KEYS)}", name)
             ok = False
     value = raw.get("value")
     if not isinstance(value, str):
@@ -416,7 +424,7 @@ def _imports(raw: Any, c: _Checker) -> List[Import]:
             continue
         unknown = [k for k in entry if k not in keys]
         for k in unknown:
-            c.bad(f"{where}: unknown key {k!r}. Valid keys: {', '.join(keys)}")
+            c.bad(f"{where}: unknown key {k!r}{did_you_mean(k, keys) or '.'} Valid keys: {', '.join(keys)}")
         source = entry.get("from")
         if not isinstance(source, str):
             c.bad(f"{where} needs 'from', a reference like \"${{vault:secret/app}}\"")
@@ -454,9 +462,10 @@ def _check_references(m: Manifest, extra: Mapping[str, Template], c: _Checker) -
 
     def check(tpl: Template, variable: Optional[str], where: str = "") -> None:
         for ref in refs(tpl):
-            if ref.provider not in declared:
-                c.bad(f"{where}reference to undeclared provider {ref.provider!r} "
-                      f"(declared: {', '.join(sorted(declared))})", variable, ref.text)
+            if ref.provider not in declared and ref.provider not in c.broken_providers:
+                c.bad(f"{where}reference to undeclared provider {ref.provider!r}"
+                      f"{did_you_mean(ref.provider, declared)} (declared: {', '.join(sorted(declared))})",
+                      variable, ref.text)
 
     for var in m.env.values():
         check(var.template, var.name)
@@ -506,7 +515,7 @@ def load(path: Optional[str] = None, profile: Optional[str] = None,
     known = ("version", "settings", "providers", "env", "import", "profiles")
     for key in raw:
         if key not in known:
-            c.bad(f"unknown top-level key {key!r}. Valid keys: {', '.join(known)}")
+            c.bad(f"unknown top-level key {key!r}{did_you_mean(key, known) or '.'} Valid keys: {', '.join(known)}")
     version = raw.get("version")
     if version != 1:
         c.bad("'version = 1' is required" if version is None else f"unsupported version {version!r}: this secretrun reads version 1")

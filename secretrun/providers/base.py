@@ -230,8 +230,11 @@ class OptionReader:
 
     def done(self) -> None:
         unknown = sorted(set(self.options) - self.seen)
-        for key in unknown:
-            self.errors.append(f"unknown option '{key}'")
+        if unknown:
+            from ..errors import did_you_mean
+
+            for key in unknown:
+                self.errors.append(f"unknown option '{key}'{did_you_mean(key, sorted(self.seen - {'type'}))}")
         if self.errors:
             raise ProviderConfigError(
                 f"provider '{self.ctx.name}' (type {self.ctx.type}): " + "; ".join(self.errors))
