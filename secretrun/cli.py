@@ -217,7 +217,7 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
         rows.append({"variable": name, "provider": provider, "reference": reference, "status": status,
                      "version": result.versions.get(name), "file": bool(var and var.file)})
     others = [p for p in problems if p.variable not in {r["variable"] for r in rows}]
-    warnings = _check_warnings(session)
+    warnings = _check_warnings(session, skip_said=fmt == "table")
     if fmt == "json":
         click.echo(json.dumps({"ok": not problems, "variables": rows, "warnings": warnings,
                                "problems": [{"kind": p.kind.name.lower(), "message": p.message,
@@ -232,11 +232,8 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
             click.echo("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
         for p in others:
             click.echo(f"problem: {p}", err=True)
-        from .logs import get as get_log
-
         for text in warnings:
-            if text not in get_log().warned:  # the run itself said so already
-                click.echo(f"warning: {text}", err=True)
+            click.echo(f"warning: {text}", err=True)
     if problems:
         error = ResolutionError(problems)
         if fmt == "table":
@@ -244,23 +241,27 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt) -> None:
         sys.exit(error.code)
 
 
-def _check_warnings(session) -> List[str]:
+def _check_warnings(session, skip_said: bool = False) -> List[str]:
     """What ``check`` reports besides resolution: files others can read, and
     login credentials the manifest passes on to the command."""
+    from . import logs
     from .perms import readable_by_others
 
     warnings = []
     paths = [("manifest", session.manifest.path)]
-    paths += [("dotenv file", p.path)
+    paths += [(f"dotenv file of provider '{p.name}'", p.path)
               for p in session.providers.values() if p.type_name == "dotenv"]
     if session.settings.fallback:
         paths.append(("fallback file", os.path.join(session.manifest.base_dir, session.settings.fallback)))
+    # On a terminal, not again what the run itself warned about; JSON lists all.
+    said = set(logs.get().warned) if skip_said else set()
     for what, path in paths:
         try:
             exposed = readable_by_others(os.stat(path))
         except OSError:
             continue
-        if exposed:
+        if exposed and os.path.abspath(path) not in said:
+            said.add(os.path.abspath(path))  # one file, once, whatever it is to the manifest
             warnings.append(f"{what} {path} {exposed}")
     explicit = set(session.manifest.env) | set(session.extras)
     for name in session.consumed_env():

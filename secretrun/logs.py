@@ -59,8 +59,8 @@ class Logger:
         self.stream = stream
         self.redact = Redactor()
         self._lock = _thread.allocate_lock()
-        # Messages given to warning_once: a file re-read at every poll, or by
-        # two providers, is warned about once a process, not at every read.
+        # The keys given to warning_once (a file's path): a file re-read at
+        # every poll, or by two providers, is warned about once a process.
         self.warned: set = set()
 
     def enabled(self, level: str) -> bool:
@@ -97,9 +97,9 @@ class Logger:
     def warning(self, msg: str, **fields: Any) -> None:
         self.log("warning", msg, **fields)
 
-    def warning_once(self, msg: str, **fields: Any) -> None:
-        if msg not in self.warned:
-            self.warned.add(msg)
+    def warning_once(self, key: str, msg: str, **fields: Any) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
             self.log("warning", msg, **fields)
 
     def error(self, msg: str, **fields: Any) -> None:

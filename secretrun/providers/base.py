@@ -269,7 +269,7 @@ def _guard(path: str, what: str, st: os.stat_result) -> None:
         raise ProviderConfigError(f"{what} {path} {unsafe}: others could change the values; chmod go-w it")
     exposed = readable_by_others(st)
     if exposed:
-        logs.get().warning_once(f"{what} {path} {exposed}")
+        logs.get().warning_once(os.path.abspath(path), f"{what} {path} {exposed}")
 
 
 # --- structured values --------------------------------------------------------
