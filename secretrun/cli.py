@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import click
 
@@ -35,7 +35,7 @@ manifest; 1 missing secret or other failure; 126/127 command not
 executable / not found.
 """
 
-_VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
+_VALUE_OPTIONS = {"-m", "--manifest", "--env-file", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
                   "--from-dotenv", "--provider", "-o", "--output", "--length", "--alphabet",
                   "--all-older-than"}
 
@@ -53,6 +53,10 @@ def _shared(func):
                      envvar="SECRETRUN_LOG_LEVEL", help="secretrun's own diagnostics [default: warning]."),
         click.option("--log-format", type=click.Choice(LOG_FORMATS, case_sensitive=False),
                      envvar="SECRETRUN_LOG_FORMAT", help="Diagnostics as text or JSON lines, on stderr."),
+        # Not a parameter of each command: kept in ctx.meta, read by _options.
+        click.option("--env-file", metavar="PATH", multiple=True, type=click.Path(dir_okay=False),
+                     expose_value=False, callback=_keep_env_files,
+                     help="A dotenv file imported whole (repeatable); no manifest needed."),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -78,13 +82,19 @@ def _complete_command(ctx: click.Context, param: click.Parameter, incomplete: st
     return [CompletionItem(name) for name in sorted(names)] or [CompletionItem(incomplete, type="file")]
 
 
+def _keep_env_files(ctx: click.Context, param: click.Parameter, value: Tuple[str, ...]) -> None:
+    ctx.meta["secretrun.env_files"] = tuple(value or ())
+
+
 def _options(manifest, profile, extra_env, log_level, log_format, watch=None, argv=()) -> Options:
     try:
         pairs = tuple(split_assignment(e) for e in extra_env)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    ctx = click.get_current_context(silent=True)
+    env_files = ctx.meta.get("secretrun.env_files", ()) if ctx is not None else ()
     return Options(manifest, profile, watch, pairs, (log_level or "").lower() or None,
-                   (log_format or "").lower() or None, tuple(argv))
+                   (log_format or "").lower() or None, tuple(argv), env_files)
 
 
 class SecretrunGroup(click.Group):
@@ -101,6 +111,8 @@ class SecretrunGroup(click.Group):
                 if token in self.commands:
                     found = i
                     break
+                if token.split("=", 1)[0] == "--command":
+                    raise click.UsageError(COMMAND_HINT)
                 if not token.startswith("-") and not ctx.resilient_parsing:  # (not while completing)
                     raise click.UsageError(unknown_command(token, list(self.commands), args[:i], args[i + 1:]))
                 i += 2 if token in _VALUE_OPTIONS else 1
@@ -127,6 +139,10 @@ class SecretrunGroup(click.Group):
         with formatter.section("Shared options (before or after the command name)"):
             formatter.write_dl(rows)
         self.format_commands(ctx, formatter)
+
+
+# doppler's, infisical's and envconsul's spelling; secretrun's is sh -c (README, "Conventions").
+COMMAND_HINT = "secretrun has no --command: to run a shell command line, secretrun [OPTIONS] -- sh -c 'COMMAND LINE'"
 
 
 def unknown_command(word: str, commands: List[str], before: Sequence[str] = (), after: Sequence[str] = ()) -> str:
@@ -501,6 +517,22 @@ def generate(length, alphabet) -> None:
     click.echo(adopt.generate(length, adopt.ALPHABETS[alphabet]))
 
 
+@app.command()
+@click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST", type=click.Path(),
+              help="Manifest file [default: ./secretrun.toml]; - reads it from standard input.")
+@click.option("-p", "--profile", metavar="NAME", envvar="SECRETRUN_PROFILE",
+              help="Profile to apply over the base manifest.")
+def example(manifest, profile) -> None:
+    """Print a .env.example for the manifest: names and descriptions, never values.
+
+    Nothing is resolved and no store is contacted: secretrun example > .env.example"""
+    from .dotenv_example import render
+    from .manifest import load
+
+    loaded, _ = load(manifest, profile)
+    click.echo(render(loaded), nl=False)
+
+
 def _exit(code: int) -> None:
     sys.exit(code)
 
@@ -516,6 +548,8 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     except click.Abort:
         return 130
     except click.ClickException as exc:
+        if isinstance(exc, click.NoSuchOption) and exc.option_name == "--command":
+            exc.message = COMMAND_HINT
         exc.show()
         return exc.exit_code
     except SecretrunError as exc:

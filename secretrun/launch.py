@@ -25,6 +25,7 @@ class Options(NamedTuple):
     log_level: Optional[str] = None
     log_format: Optional[str] = None
     argv: Tuple[str, ...] = ()
+    env_files: Tuple[str, ...] = ()         # --env-file: dotenv files imported whole
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -53,13 +54,14 @@ def parse_fast(args: Sequence[str], environ=os.environ) -> Optional[Options]:
         args = args[1:]
     opts = options_from_environ(environ)
     extra: List[Tuple[str, str]] = []
+    env_files: List[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
         if arg == "--":
             if i + 1 == len(args):
                 return None
-            return opts._replace(extra_env=tuple(extra), argv=tuple(args[i + 1:]))
+            return opts._replace(extra_env=tuple(extra), argv=tuple(args[i + 1:]), env_files=tuple(env_files))
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if not eq and len(arg) > 2 and arg[0] == "-" and arg[1] != "-":
             name, inline, eq = arg[:2], arg[2:], "="  # -mPATH
@@ -67,7 +69,7 @@ def parse_fast(args: Sequence[str], environ=os.environ) -> Optional[Options]:
             opts = opts._replace(watch=name == "--watch")
             i += 1
             continue
-        if name not in ("-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format"):
+        if name not in ("-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--env-file"):
             return None
         if eq:
             value = inline
@@ -81,6 +83,8 @@ def parse_fast(args: Sequence[str], environ=os.environ) -> Optional[Options]:
             opts = opts._replace(manifest=value)
         elif name in ("-p", "--profile"):
             opts = opts._replace(profile=value)
+        elif name == "--env-file":
+            env_files.append(value)
         elif name == "-e":
             if "=" not in value or value.startswith("="):
                 return None
@@ -102,7 +106,7 @@ def open_session(opts: Options, watch: bool = False, deliver_files: bool = True)
     from .resolver import Session
 
     log = logs.configure(opts.log_level, opts.log_format)
-    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
+    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env, opts.env_files)
     return Session(manifest, extras, os.environ, watch=watch, log=log, deliver_files=deliver_files)
 
 
@@ -116,7 +120,7 @@ def run(opts: Options) -> int:
     log = logs.configure(opts.log_level, opts.log_format)
     if not opts.argv:
         raise UsageError("no command given: secretrun [OPTIONS] -- COMMAND [ARG...]")
-    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
+    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env, opts.env_files)
     watch = manifest.settings.watch if opts.watch is None else opts.watch
     session = Session(manifest, extras, os.environ, watch=watch, log=log)
     rendered = session.resolve()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import Kind, ManifestError, Problem, did_you_mean
 from .perms import writable_by_others
@@ -71,6 +71,7 @@ class EnvVar(NamedTuple):
     forbid: Tuple[str, ...] = ()
     file: bool = False
     on_change: Optional[str] = None
+    description: Optional[str] = None   # for people, and for `secretrun example`
 
 
 class Import(NamedTuple):
@@ -135,6 +136,42 @@ def parse_signal(value: Any) -> Optional[int]:
 # --- reading -----------------------------------------------------------------
 
 
+STDIN = "<stdin>"   # where a manifest given as ``-m -`` is said to be
+
+
+def read_toml_stdin() -> Dict[str, Any]:
+    """``-m -``: the manifest from standard input, read to its end (the
+    command then inherits a standard input at end of file). A pipe or a
+    terminal has no mode others could abuse; relative paths in it are
+    relative to the working directory."""
+    try:
+        with open(0, "rb", closefd=False) as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ManifestError([Problem(Kind.MANIFEST, f"cannot be read: {exc.strerror}", location=STDIN)]) from None
+    return parse_toml(data, STDIN)
+
+
+def with_env_files(raw: Dict[str, Any], env_files: Sequence[str]) -> Dict[str, Any]:
+    """``--env-file PATH``: a ``dotenv`` provider per file and an import of
+    the whole file (``${NAME:*}``), as a manifest would write them. Paths are
+    relative to the working directory, as on any command line."""
+    raw = dict(raw)
+    providers = dict(raw.get("providers") or {}) if isinstance(raw.get("providers"), Mapping) else {}
+    imports = raw.get("import") or []
+    if not isinstance(imports, list):
+        return raw  # reported as it is by the checker; nothing sensible to add to
+    imports = list(imports)
+    for i, path in enumerate(env_files, 1):
+        name = "env-file" if i == 1 else f"env-file-{i}"
+        while name in providers:
+            name += "_"
+        providers[name] = {"type": "dotenv", "path": os.path.abspath(path)}
+        imports.append({"from": f"${{{name}:*}}"})
+    raw["providers"], raw["import"] = providers, imports
+    return raw
+
+
 def read_toml(path: str) -> Dict[str, Any]:
     if os.path.isdir(path):
         raise ManifestError([Problem(Kind.MANIFEST, "is a directory, not a manifest file", location=path)])
@@ -151,6 +188,10 @@ def read_toml(path: str) -> Dict[str, Any]:
     if unsafe:
         raise ManifestError([Problem(Kind.MANIFEST, f"{unsafe}: others could change which secrets go where; "
                                      "chmod go-w it", location=path)])
+    return parse_toml(data, path)
+
+
+def parse_toml(data: bytes, path: str) -> Dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # Python < 3.11
@@ -376,7 +417,8 @@ def _env_var(name: str, raw: Any, c: _Checker) -> Optional[EnvVar]:
     tpl = c.template(value, "value", name)
     fields: Dict[str, Any] = {}
     for key, typ, label in (("required", bool, "true or false"), ("file", bool, "true or false"),
-                            ("default", str, "a string"), ("min_length", int, "a whole number")):
+                            ("default", str, "a string"), ("min_length", int, "a whole number"),
+                            ("description", str, "a string")):
         if key in raw:
             if isinstance(raw[key], typ) and (typ is not int or not isinstance(raw[key], bool)):
                 fields[key] = raw[key]
@@ -498,20 +540,31 @@ def _check_references(m: Manifest, extra: Mapping[str, Template], c: _Checker) -
 
 
 def load(path: Optional[str] = None, profile: Optional[str] = None,
-         extra_env: Tuple[Tuple[str, str], ...] = ()) -> Tuple[Manifest, Dict[str, Template]]:
+         extra_env: Tuple[Tuple[str, str], ...] = (),
+         env_files: Sequence[str] = ()) -> Tuple[Manifest, Dict[str, Template]]:
     """Load and validate a manifest and the ``-e NAME=VALUE`` extras.
 
+    ``path`` ``-`` reads the manifest from standard input. ``env_files``
+    (``--env-file``) are dotenv files imported whole after the manifest's
+    own imports; with them, a missing default manifest is an empty one.
     Returns the manifest and the parsed extras; raises ``ManifestError`` with
     every problem found.
     """
     path = path or DEFAULT_PATH
-    raw = read_toml(path)
+    if path == "-":
+        raw, path = read_toml_stdin(), STDIN
+    elif env_files and path == DEFAULT_PATH and not os.path.lexists(path):
+        raw = {"version": 1}
+    else:
+        raw = read_toml(path)
     c = _Checker(path)
     if not raw:
         c.bad("the manifest is empty: it needs at least 'version = 1'")
         raise ManifestError(c.problems)
     if profile:
         raw = apply_profile(raw, profile, c.problems, path)
+    if env_files:
+        raw = with_env_files(raw, env_files)
     known = ("version", "settings", "providers", "env", "import", "profiles")
     for key in raw:
         if key not in known:
