@@ -202,3 +202,13 @@ def test_https_address_against_plain_http_does_not_advise_ca_cert(bao, manifest,
     assert run.code == 69
     assert "does not speak TLS" in run.stderr and "use an http:// address" in run.stderr
     assert "ca_cert" not in run.stderr
+
+
+def test_errors_in_log_lines_are_words_not_class_names():
+    """What watch and supervise log for a failed refresh or revoke."""
+    from secretrun.errors import Denied, NotFound, Unavailable, describe
+
+    assert describe(Unavailable("reading a: cannot connect")) == "store unreachable: reading a: cannot connect"
+    assert describe(Denied("reading a: permission denied")) == "access denied: reading a: permission denied"
+    assert describe(NotFound("a does not exist")) == "not found: a does not exist"
+    assert describe(ValueError(CANARY)) == "unexpected error"   # a library's message may quote data
