@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
 
@@ -106,6 +106,7 @@ class SecretrunGroup(click.Group):
             head = args[:args.index("--")] if "--" in args else args
             i = 0
             found = None
+            known = None
             while i < len(head):
                 token = head[i]
                 if token in self.commands:
@@ -113,18 +114,38 @@ class SecretrunGroup(click.Group):
                     break
                 if token.split("=", 1)[0] == "--command":
                     raise click.UsageError(COMMAND_HINT)
-                if not token.startswith("-") and not ctx.resilient_parsing:  # (not while completing)
+                if not token.startswith("-"):
+                    if ctx.resilient_parsing:  # completing: never an error
+                        break
                     raise click.UsageError(unknown_command(token, list(self.commands), args[:i], args[i + 1:]))
-                i += 2 if token in _VALUE_OPTIONS else 1
+                if known is None:
+                    known = self._option_values()
+                if token in known:
+                    i += 1 + known[token]
+                elif token.split("=", 1)[0] in known or token[:2] in known:
+                    i += 1                      # --manifest=x, -mx
+                else:
+                    break  # an unknown option: click names it, with its own "did you mean"
             if found is None:
                 args = ["run", *args]
             elif found > 0:
                 args = [args[found], *args[:found], *args[found + 1:]]
         return super().parse_args(ctx, args)
 
+    def _option_values(self) -> Dict[str, int]:
+        """Every option of every command, with how many values it takes:
+        what may stand before a command name."""
+        values = {name: 1 for name in _VALUE_OPTIONS}
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, click.Option):
+                    count = 0 if param.is_flag or param.count else max(param.nargs, 1)
+                    values.update((name, count) for name in (*param.opts, *param.secondary_opts))
+        return values
+
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "[OPTIONS] -- COMMAND [ARG]...")
-        formatter.write_usage(ctx.command_path, "[OPTIONS] check|env|init|push|rotate|generate|run [ARGS]...",
+        formatter.write_usage(ctx.command_path, f"[OPTIONS] {'|'.join(sorted(self.commands))} [ARGS]...",
                               prefix="   or: ")
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -42,6 +42,15 @@ def test_a_program_needs_dashdash_and_is_told_how(manifest, secretrun, secrets_d
     assert run.code == 0 and run.stdout.strip() == CANARY
 
 
+def test_a_misspelt_option_is_named_not_taken_for_a_command(manifest, secretrun, secrets_dir):
+    manifest(SPY.format(dir=secrets_dir))
+    run = secretrun("--profle", "prod", "--", "true")
+    assert run.code == 2 and "No such option '--profle'. Did you mean '--profile'?" in run.stderr
+    run = secretrun("--watch", "-mfoo.toml", "--format=json", "chekc")
+    assert run.code == 2 and "did you mean `secretrun check`?" in run.stderr
+    assert secretrun("--format", "json", "check").code == 0   # a command's option before its name
+
+
 def test_top_level_help_lists_the_shared_options(secretrun):
     out = secretrun("--help").stdout
     shared = out[out.index("Shared options"):out.index("Commands:")]
