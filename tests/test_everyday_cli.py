@@ -221,3 +221,21 @@ def test_errors_in_log_lines_are_words_not_class_names():
     assert describe(Denied("reading a: permission denied")) == "access denied: reading a: permission denied"
     assert describe(NotFound("a does not exist")) == "not found: a does not exist"
     assert describe(ValueError(CANARY)) == "unexpected error"   # a library's message may quote data
+
+
+def test_a_watched_dotenv_file_is_warned_about_once_not_at_every_poll(manifest, secretrun, tmp_path):
+    (tmp_path / ".env").write_text(f"A={CANARY}\n")
+    os.chmod(tmp_path / ".env", 0o644)
+    manifest("""
+        version = 1
+        [settings]
+        poll_interval = "100ms"
+        [providers.local]
+        type = "dotenv"
+        [env]
+        A = "${local:A}"
+    """)
+    run = secretrun("--watch", "--", sys.executable, "-c", "import time; time.sleep(1.2)")
+    assert run.code == 0, run.stderr
+    assert run.stderr.count("is readable by every user") == 1, run.stderr
+    assert_no_canary(run.stdout, run.stderr)
