@@ -35,7 +35,7 @@ manifest; 1 missing secret or other failure; 126/127 command not
 executable / not found.
 """
 
-_VALUE_OPTIONS = {"-m", "--manifest", "--env-file", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
+_VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--format",
                   "--from-dotenv", "--provider", "-o", "--output", "--length", "--alphabet",
                   "--all-older-than"}
 
