@@ -31,6 +31,7 @@ class Options(NamedTuple):
     argv: Tuple[str, ...] = ()
     user: Optional[str] = None            # None: the manifest's settings.user
     listen: Tuple[str, ...] = ()          # --listen, repeatable; () = the manifest's settings.listen
+    env_files: Tuple[str, ...] = ()       # --env-file: dotenv files imported whole
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -63,7 +64,7 @@ def open_session(opts: Options, watch: bool = False, deliver_files: bool = True)
     from .resolver import Session
 
     log = logs.configure(opts.log_level, opts.log_format)
-    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
+    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env, opts.env_files)
     return Session(manifest, extras, os.environ, watch=watch, log=log, deliver_files=deliver_files)
 
 
@@ -78,7 +79,7 @@ def run(opts: Options) -> int:
     stopguard.arm()   # before the first resolution: a SIGTERM now starts nothing
     log = logs.configure(opts.log_level, opts.log_format)
     require_command(opts.argv)
-    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env)
+    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env, opts.env_files)
     watch = manifest.settings.watch if opts.watch is None else opts.watch
     refuse_unmasked(manifest, watch)
     listeners = bind_listeners(opts, manifest.settings, log)

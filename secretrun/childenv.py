@@ -28,7 +28,7 @@ import os
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Set, Tuple, Union, cast
 
 from . import logs
-from .errors import InvalidSecret, Kind, NotFound, Problem, ProviderError
+from .errors import InvalidSecret, Kind, NotFound, Problem, ProviderError, describe
 from .manifest import EnvVar, Manifest
 from .providers.base import SecretId, as_mapping, render, select_field
 from .template import Literal, Ref, Template
@@ -295,7 +295,8 @@ def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[
         if error is not None:
             failed = next((r for r in refs_ if _lookup(r, snapshot)[2] is not None), refs_[0] if refs_ else None)
             if fallback is not None and name in fallback:
-                log.warning(f"{name}: using the fallback file ({type(error).__name__})", variable=name)
+                log.warning(f"{name}: using the fallback file {settings.fallback}, because {describe(error)}",
+                            variable=name)
                 value, source, version = fallback[name] or "", f"fallback {settings.fallback}", None
             elif var is not None and not settings.strict and isinstance(error, NotFound) and var.default is not None:
                 value, source, version = var.default, "default", None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
 
@@ -44,7 +44,7 @@ _VALUE_OPTIONS = {"-m", "--manifest", "-p", "--profile", "-e", "--log-level", "-
 def _shared(func):
     """The options every command takes (SPEC §2), with their environment variables."""
     decorators = [
-        click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST",
+        click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST", type=click.Path(),
                      help="Manifest file [default: ./secretrun.toml]."),
         click.option("-p", "--profile", metavar="NAME", envvar="SECRETRUN_PROFILE",
                      help="Profile to apply over the base manifest."),
@@ -54,10 +54,37 @@ def _shared(func):
                      envvar="SECRETRUN_LOG_LEVEL", help="secretrun's own diagnostics [default: warning]."),
         click.option("--log-format", type=click.Choice(LOG_FORMATS, case_sensitive=False),
                      envvar="SECRETRUN_LOG_FORMAT", help="Diagnostics as text or JSON lines, on stderr."),
+        # Not a parameter of each command: kept in ctx.meta, read by _options.
+        click.option("--env-file", metavar="PATH", multiple=True, type=click.Path(dir_okay=False),
+                     expose_value=False, callback=_keep_env_files,
+                     help="A dotenv file imported whole (repeatable); no manifest needed."),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def _complete_command(ctx: click.Context, param: click.Parameter, incomplete: str):
+    """After ``--``: program names from PATH for the first word, files for
+    the rest (as the shell would complete them without secretrun)."""
+    from click.shell_completion import CompletionItem
+
+    if ctx.params.get(param.name) or "/" in incomplete or incomplete.startswith(("~", ".")):
+        return [CompletionItem(incomplete, type="file")]
+    names = set()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        try:
+            with os.scandir(directory or ".") as entries:
+                for entry in entries:
+                    if entry.name.startswith(incomplete) and entry.is_file() and os.access(entry.path, os.X_OK):
+                        names.add(entry.name)
+        except OSError:
+            continue
+    return [CompletionItem(name) for name in sorted(names)] or [CompletionItem(incomplete, type="file")]
+
+
+def _keep_env_files(ctx: click.Context, param: click.Parameter, value: Tuple[str, ...]) -> None:
+    ctx.meta["secretrun.env_files"] = tuple(value or ())
 
 
 def _options(manifest, profile, extra_env, log_level, log_format, watch=None, argv=()) -> Options:
@@ -65,8 +92,10 @@ def _options(manifest, profile, extra_env, log_level, log_format, watch=None, ar
         pairs = tuple(split_assignment(e) for e in extra_env)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    ctx = click.get_current_context(silent=True)
+    env_files = ctx.meta.get("secretrun.env_files", ()) if ctx is not None else ()
     return Options(manifest, profile, watch, pairs, (log_level or "").lower() or None,
-                   (log_format or "").lower() or None, tuple(argv))
+                   (log_format or "").lower() or None, tuple(argv), env_files=tuple(env_files))
 
 
 class SecretrunGroup(click.Group):
@@ -78,17 +107,78 @@ class SecretrunGroup(click.Group):
             head = args[:args.index("--")] if "--" in args else args
             i = 0
             found = None
+            known = None
             while i < len(head):
                 token = head[i]
                 if token in self.commands:
                     found = i
                     break
-                i += 2 if token in _VALUE_OPTIONS else 1
+                if token.split("=", 1)[0] == "--command":
+                    raise click.UsageError(COMMAND_HINT)
+                if not token.startswith("-"):
+                    if ctx.resilient_parsing:  # completing: never an error
+                        break
+                    raise click.UsageError(unknown_command(token, list(self.commands), args[:i], args[i + 1:]))
+                if known is None:
+                    known = self._option_values()
+                if token in known:
+                    i += 1 + known[token]
+                elif token.split("=", 1)[0] in known or token[:2] in known:
+                    i += 1                      # --manifest=x, -mx
+                else:
+                    break  # an unknown option: click names it, with its own "did you mean"
             if found is None:
                 args = ["run", *args]
             elif found > 0:
                 args = [args[found], *args[:found], *args[found + 1:]]
         return super().parse_args(ctx, args)
+
+    def _option_values(self) -> Dict[str, int]:
+        """Every option of every command, with how many values it takes:
+        what may stand before a command name."""
+        values = {name: 1 for name in _VALUE_OPTIONS}
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, click.Option):
+                    count = 0 if param.is_flag or param.count else max(param.nargs, 1)
+                    values.update((name, count) for name in (*param.opts, *param.secondary_opts))
+        return values
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] -- COMMAND [ARG]...")
+        formatter.write_usage(ctx.command_path, f"[OPTIONS] {'|'.join(sorted(self.commands))} [ARGS]...",
+                              prefix="   or: ")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's own options, then the shared ones (they are accepted
+        before or after any command name, so they belong on this page), then
+        the commands."""
+        click.Command.format_options(self, ctx, formatter)
+        run_command = self.commands["run"]
+        rows = [record for param in run_command.get_params(ctx)
+                if isinstance(param, click.Option) and param.name != "help"
+                for record in [param.get_help_record(ctx)] if record]
+        with formatter.section("Shared options (before or after the command name)"):
+            formatter.write_dl(rows)
+        self.format_commands(ctx, formatter)
+
+
+# doppler's, infisical's and envconsul's spelling; secretrun's is sh -c (README, "Conventions").
+COMMAND_HINT = "secretrun has no --command: to run a shell command line, secretrun [OPTIONS] -- sh -c 'COMMAND LINE'"
+
+
+def unknown_command(word: str, commands: List[str], before: Sequence[str] = (), after: Sequence[str] = ()) -> str:
+    """The grammar is ``secretrun [OPTIONS] -- COMMAND``: a bare word where a
+    secretrun command would stand is refused before anything is resolved
+    (``secretrun chekc`` must not fetch every secret, then exec ``chekc``)."""
+    import difflib
+    import shlex
+
+    close = difflib.get_close_matches(word, commands, n=1, cutoff=0.6)
+    run = shlex.join(["secretrun", *before, "--", word, *[a for a in after if a != "--"]])
+    if close:
+        return f"unknown command {word!r}: did you mean `secretrun {close[0]}`? (to run a program: {run})"
+    return f"{word!r} is not a secretrun command; to run it, put -- before it: {run}"
 
 
 @click.group(cls=SecretrunGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,7 +201,7 @@ def app() -> None:
 @click.option("--listen", "listen", metavar="ADDRESS", multiple=True,
               help="Bind ADDRESS (tcp://HOST:PORT, unix:/PATH) and hand it to the command as fd 3, 4, ... "
                    "(systemd socket activation) [default: settings.listen].")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, shell_complete=_complete_command)
 def run(manifest, profile, extra_env, log_level, log_format, watch, user, listen, command) -> None:
     """Resolve the manifest and run COMMAND with it: secretrun run -- COMMAND [ARG...]"""
     opts = _options(manifest, profile, extra_env, log_level, log_format, watch, command)
@@ -191,7 +281,7 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt, offline, all
         rows.append({"variable": name, "provider": provider, "reference": reference, "status": status,
                      "version": result.versions.get(name), "file": bool(var and var.file)})
     others = [p for p in problems if p.variable not in {r["variable"] for r in rows}]
-    warnings = _check_warnings(session)
+    warnings = _check_warnings(session, skip_said=fmt == "table")
     # Second line of defence: everything check prints passes the redactor (a
     # provider option rendered from a secret may be a path, a URL...).
     redact = session.log.redact
@@ -273,9 +363,10 @@ def _check_offline(opts, fmt: str, all_profiles: bool) -> int:
     return ProblemReport(problems).code if problems else 0
 
 
-def _check_warnings(session) -> List[str]:
+def _check_warnings(session, skip_said: bool = False) -> List[str]:
     """What ``check`` reports besides resolution: files others can read, and
     login credentials the manifest passes on to the command."""
+    from . import logs
     from .perms import readable_by_others
 
     warnings = []
@@ -284,12 +375,15 @@ def _check_warnings(session) -> List[str]:
               for p in session.providers.values() if p.type_name == "dotenv"]
     if session.settings.fallback:
         paths.append(("fallback file", os.path.join(session.manifest.base_dir, session.settings.fallback)))
+    # On a terminal, not again what the run itself warned about; JSON lists all.
+    said = set(logs.get().warned) if skip_said else set()
     for what, path in paths:
         try:
             exposed = readable_by_others(os.stat(path))
         except OSError:
             continue
-        if exposed:
+        if exposed and os.path.abspath(path) not in said:
+            said.add(os.path.abspath(path))  # one file, once, whatever it is to the manifest
             warnings.append(f"{what} {path} {exposed}")
     if session.settings.user:
         from .errors import ManifestError
@@ -389,7 +483,10 @@ def env(manifest, profile, extra_env, log_level, log_format, fmt, reveal) -> Non
 
 _SCAFFOLD_PROVIDERS = {
     "dotenv": ('[providers.local]\ntype = "dotenv"\npath = "{dotenv}"\n', "local", "{name}"),
-    "vault": ('[providers.vault]\ntype = "vault"\naddress = "http://127.0.0.1:8200"   # or VAULT_ADDR\n',
+    # Options the store's own environment variables give stay commented out:
+    # written, they would override VAULT_ADDR, AWS_REGION... (tests/test_init.py).
+    "vault": ('[providers.vault]\ntype = "vault"\n'
+              '# address = "https://vault.example.com:8200"   # default: VAULT_ADDR, then BAO_ADDR\n',
               "vault", "secret/{app}#{name}"),
     "aws-secretsmanager": ('[providers.aws]\ntype = "aws-secretsmanager"\n# region = "eu-west-1"\n',
                            "aws", "{app}#{name}"),
@@ -452,8 +549,9 @@ def _scaffold(manifest: str, names: List[str], provider: str, dotenv_path: Optio
 
 @app.command()
 @click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST", default="secretrun.toml",
+              type=click.Path(dir_okay=False),
               show_default=True, help="Where to write the manifest.")
-@click.option("--from-dotenv", "dotenv_path", metavar="PATH",
+@click.option("--from-dotenv", "dotenv_path", metavar="PATH", type=click.Path(dir_okay=False),
               help="Take variable names (never values) from this .env file.")
 @click.option("--provider", type=click.Choice(sorted(_SCAFFOLD_PROVIDERS)), default=None,
               help="Store the references point at [default: dotenv with --from-dotenv, else vault].")
@@ -475,7 +573,8 @@ def init(manifest, dotenv_path, provider, force) -> None:
     text = _scaffold(manifest, names, provider, dotenv_path)
     from .safefile import write_file
 
-    write_file(manifest, text.encode("utf-8"), 0o644)
+    # 0600, as check wants a manifest (it may come to hold literals).
+    write_file(manifest, text.encode("utf-8"), 0o600)
     click.echo(f"wrote {manifest} ({len(names) or 1} variable{'s' if len(names) != 1 else ''}, "
                f"provider {provider}); check it with: secretrun check -m {manifest}")
 
@@ -510,7 +609,7 @@ def _verify(opts) -> None:
 
 @app.command()
 @_shared
-@click.option("--from-dotenv", "dotenv_path", metavar="PATH",
+@click.option("--from-dotenv", "dotenv_path", metavar="PATH", type=click.Path(dir_okay=False),
               help="Take the values from this .env file [default: .env].")
 @click.option("--from-env", is_flag=True, help="Take the values from secretrun's own environment.")
 @click.option("--dry-run", is_flag=True, help="List what would be written; write nothing.")
@@ -594,6 +693,22 @@ def generate(length, alphabet) -> None:
     click.echo(adopt.generate(length, adopt.ALPHABETS[alphabet]))
 
 
+@app.command()
+@click.option("-m", "--manifest", metavar="PATH", envvar="SECRETRUN_MANIFEST", type=click.Path(),
+              help="Manifest file [default: ./secretrun.toml]; - reads it from standard input.")
+@click.option("-p", "--profile", metavar="NAME", envvar="SECRETRUN_PROFILE",
+              help="Profile to apply over the base manifest.")
+def example(manifest, profile) -> None:
+    """Print a .env.example for the manifest: names and descriptions, never values.
+
+    Nothing is resolved and no store is contacted: secretrun example > .env.example"""
+    from .dotenv_example import render
+    from .manifest import load
+
+    loaded, _ = load(manifest, profile)
+    click.echo(render(loaded), nl=False)
+
+
 def _exit(code: int) -> None:
     sys.exit(code)
 
@@ -605,4 +720,6 @@ def main(args: Optional[Sequence[str]] = None) -> int:
                  standalone_mode=False)
         return 0
     except BaseException as exc:  # noqa: BLE001 - app.report is where errors become exit codes
+        if isinstance(exc, click.NoSuchOption) and exc.option_name == "--command":
+            exc.message = COMMAND_HINT  # type: ignore[misc]
         return report(exc)

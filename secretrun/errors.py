@@ -197,3 +197,36 @@ class ProviderConfigError(ProviderError):
     """A provider's own options are wrong, or its SDK is not installed."""
 
     kind = Kind.MANIFEST
+
+
+# What each kind of failure is, in words, for messages that would otherwise
+# show a Python class name ("(Unavailable)", "error=Denied: ...").
+_KIND_WORDS = {Kind.MISSING: "not found", Kind.INVALID: "invalid value", Kind.UNAVAILABLE: "store unreachable",
+               Kind.DENIED: "access denied", Kind.MANIFEST: "configuration error"}
+
+
+def describe(error: BaseException) -> str:
+    """An error in words, safe to log: our own errors by their message (built
+    from names and references, never values), prefixed with what kind of
+    failure it is unless the message says so already; anything else by its
+    kind alone, since a library's message may quote the data it handled."""
+    if isinstance(error, ProviderError):
+        words = _KIND_WORDS.get(error.kind, "failed")
+        text = str(error)
+        return f"{words}: {text}" if text and not text.startswith(words) else (text or words)
+    if isinstance(error, SecretrunError):
+        return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        return f"operating system error: {error.strerror}"
+    return "unexpected error"
+
+
+def did_you_mean(word: object, choices) -> str:
+    """``"; did you mean 'poll_interval'?"`` for a near miss, else "": a typo
+    in a key or a type is told what it was probably meant to be."""
+    if not isinstance(word, str):
+        return ""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""

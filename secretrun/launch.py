@@ -34,13 +34,15 @@ def parse_fast(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> 
     opts = options_from_environ(environ)
     extra: List[Tuple[str, str]] = []
     listen: List[str] = []
+    env_files: List[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
         if arg == "--":
             if i + 1 == len(args):
                 return None
-            return opts._replace(extra_env=tuple(extra), argv=tuple(args[i + 1:]), listen=tuple(listen))
+            return opts._replace(extra_env=tuple(extra), argv=tuple(args[i + 1:]), listen=tuple(listen),
+                                 env_files=tuple(env_files))
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if not eq and len(arg) > 2 and arg[0] == "-" and arg[1] != "-":
             name, inline, eq = arg[:2], arg[2:], "="  # -mPATH
@@ -49,7 +51,7 @@ def parse_fast(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> 
             i += 1
             continue
         if name not in ("-m", "--manifest", "-p", "--profile", "-e", "--log-level", "--log-format", "--user",
-                        "--listen"):
+                        "--listen", "--env-file"):
             return None
         if eq:
             value = inline
@@ -67,6 +69,8 @@ def parse_fast(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> 
             opts = opts._replace(user=value)
         elif name == "--listen":
             listen.append(value)
+        elif name == "--env-file":
+            env_files.append(value)
         elif name == "-e":
             if "=" not in value or value.startswith("="):
                 return None

@@ -36,6 +36,9 @@ class Logger:
         self.stream = stream
         self.redact = Redactor()
         self._lock = _thread.allocate_lock()
+        # The keys given to warning_once (a file's path): a file re-read at
+        # every poll, or by two providers, is warned about once a process.
+        self.warned: set = set()
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] >= self.level
@@ -75,6 +78,11 @@ class Logger:
 
     def warning(self, msg: str, **fields: Any) -> None:
         self.log("warning", msg, **fields)
+
+    def warning_once(self, key: str, msg: str, **fields: Any) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            self.log("warning", msg, **fields)
 
     def error(self, msg: str, **fields: Any) -> None:
         self.log("error", msg, **fields)

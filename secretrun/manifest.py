@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from .errors import Kind, ManifestError, Problem
+from .errors import Kind, ManifestError, Problem, did_you_mean
 from .perms import untrusted
 from .template import Ref, Template, TemplateError, parse, refs, single_ref
 from .units import parse_duration, parse_signal  # noqa: F401 - re-exported: durations and signals have one grammar
@@ -76,6 +76,7 @@ class EnvVar(NamedTuple):
     file: bool = False
     on_change: Optional[str] = None
     unique: bool = False           # the value must differ from every other unique variable's
+    description: Optional[str] = None   # for people, and for `secretrun example`
 
 
 class Import(NamedTuple):
@@ -112,6 +113,42 @@ def is_env_name(name: str) -> bool:
 # --- reading -----------------------------------------------------------------
 
 
+STDIN = "<stdin>"   # where a manifest given as ``-m -`` is said to be
+
+
+def read_toml_stdin() -> Dict[str, Any]:
+    """``-m -``: the manifest from standard input, read to its end (the
+    command then inherits a standard input at end of file). A pipe or a
+    terminal has no mode others could abuse; relative paths in it are
+    relative to the working directory."""
+    try:
+        with open(0, "rb", closefd=False) as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ManifestError([Problem(Kind.MANIFEST, f"cannot be read: {exc.strerror}", location=STDIN)]) from None
+    return parse_toml(data, STDIN)
+
+
+def with_env_files(raw: Dict[str, Any], env_files: Sequence[str]) -> Dict[str, Any]:
+    """``--env-file PATH``: a ``dotenv`` provider per file and an import of
+    the whole file (``${NAME:*}``), as a manifest would write them. Paths are
+    relative to the working directory, as on any command line."""
+    raw = dict(raw)
+    providers = dict(raw.get("providers") or {}) if isinstance(raw.get("providers"), Mapping) else {}
+    imports = raw.get("import") or []
+    if not isinstance(imports, list):
+        return raw  # reported as it is by the checker; nothing sensible to add to
+    imports = list(imports)
+    for i, path in enumerate(env_files, 1):
+        name = "env-file" if i == 1 else f"env-file-{i}"
+        while name in providers:
+            name += "_"
+        providers[name] = {"type": "dotenv", "path": os.path.abspath(path)}
+        imports.append({"from": f"${{{name}:*}}"})
+    raw["providers"], raw["import"] = providers, imports
+    return raw
+
+
 def read_toml(path: str) -> Dict[str, Any]:
     if os.path.isdir(path):
         raise ManifestError([Problem(Kind.MANIFEST, "is a directory, not a manifest file", location=path)])
@@ -128,6 +165,10 @@ def read_toml(path: str) -> Dict[str, Any]:
     if unsafe:
         raise ManifestError([Problem(Kind.MANIFEST, f"{unsafe}: others could change which secrets go where "
                                      "(secretrun trusts a file as ssh does)", location=path)])
+    return parse_toml(data, path)
+
+
+def parse_toml(data: bytes, path: str) -> Dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # Python < 3.11
@@ -206,6 +247,9 @@ class _Checker:
     def __init__(self, path: str) -> None:
         self.path = path
         self.problems: List[Problem] = []
+        # Providers declared with a bad entry: already reported, so a
+        # reference to one is not a second, false "undeclared provider".
+        self.broken_providers: set = set()
 
     def bad(self, message: str, variable: Optional[str] = None, reference: Optional[str] = None) -> None:
         self.problems.append(Problem(Kind.MANIFEST, message, variable=variable, reference=reference,
@@ -243,7 +287,8 @@ def _settings(raw: Any, c: _Checker) -> Settings:
         kind = _SETTING_KINDS.get(key)
         where = f"settings.{key}"
         if kind is None:
-            c.bad(f"unknown key {where!r}. Valid keys: {', '.join(sorted(_SETTING_KINDS))}")
+            c.bad(f"unknown key {where!r}{did_you_mean(key, _SETTING_KINDS) or '.'} "
+                  f"Valid keys: {', '.join(sorted(_SETTING_KINDS))}")
         elif kind == "bool":
             if isinstance(value, bool):
                 values[key] = value
@@ -342,6 +387,7 @@ def _providers(raw: Any, c: _Checker) -> Dict[str, ProviderConfig]:
     for name, entry in raw.items():
         if not isinstance(entry, Mapping):
             c.bad(f"providers.{name} must be a table with a 'type'")
+            c.broken_providers.add(name)
             continue
         if not all(ch.isalnum() and ch.isascii() or ch in "_-" for ch in name):
             c.bad(f"provider name {name!r} may only hold letters, digits, '_' and '-'")
@@ -349,10 +395,13 @@ def _providers(raw: Any, c: _Checker) -> Dict[str, ProviderConfig]:
         ptype = entry.get("type")
         if not isinstance(ptype, str):
             c.bad(f"providers.{name} has no 'type' (one of {', '.join(registry.known_types())})")
+            c.broken_providers.add(name)
             continue
         if not registry.is_known(ptype):
-            c.bad(f"providers.{name}: unknown provider type {ptype!r}. "
+            c.bad(f"providers.{name}: unknown provider type {ptype!r}"
+                  f"{did_you_mean(ptype, registry.known_types(True)) or '.'} "
                   f"Valid types: {', '.join(registry.known_types(True))}")
+            c.broken_providers.add(name)
             continue
         templates = tuple(_option_templates(entry, (), c, name))
         out[name] = ProviderConfig(name, ptype, dict(entry), templates)
@@ -377,7 +426,7 @@ def _env_var(name: str, raw: Any, c: _Checker) -> Optional[EnvVar]:
     ok = True
     for key in raw:
         if key not in _VAR_KEYS:
-            c.bad(f"unknown key {key!r}. Valid keys: {', '.join(_VAR_KEYS)}", name)
+            c.bad(f"unknown key {key!r}{did_you_mean(key, _VAR_KEYS) or '.'} Valid keys: {', '.join(_VAR_KEYS)}", name)
             ok = False
     value = raw.get("value")
     if not isinstance(value, str):
@@ -387,7 +436,8 @@ def _env_var(name: str, raw: Any, c: _Checker) -> Optional[EnvVar]:
     fields: Dict[str, Any] = {}
     for key, typ, label in (("required", bool, "true or false"), ("file", bool, "true or false"),
                             ("unique", bool, "true or false"),
-                            ("default", str, "a string"), ("min_length", int, "a whole number")):
+                            ("default", str, "a string"), ("min_length", int, "a whole number"),
+                            ("description", str, "a string")):
         if key in raw:
             if isinstance(raw[key], typ) and (typ is not int or not isinstance(raw[key], bool)):
                 fields[key] = raw[key]
@@ -437,7 +487,7 @@ def _imports(raw: Any, c: _Checker) -> List[Import]:
             continue
         unknown = [k for k in entry if k not in keys]
         for k in unknown:
-            c.bad(f"{where}: unknown key {k!r}. Valid keys: {', '.join(keys)}")
+            c.bad(f"{where}: unknown key {k!r}{did_you_mean(k, keys) or '.'} Valid keys: {', '.join(keys)}")
         source = entry.get("from")
         if not isinstance(source, str):
             c.bad(f"{where} needs 'from', a reference like \"${{vault:secret/app}}\"")
@@ -481,9 +531,10 @@ def _check_references(m: Manifest, extra: Mapping[str, Template], c: _Checker) -
 
     def check(tpl: Template, variable: Optional[str], where: str = "") -> None:
         for ref in refs(tpl):
-            if ref.provider not in declared:
-                c.bad(f"{where}reference to undeclared provider {ref.provider!r} "
-                      f"(declared: {', '.join(sorted(declared))})", variable, ref.text)
+            if ref.provider not in declared and ref.provider not in c.broken_providers:
+                c.bad(f"{where}reference to undeclared provider {ref.provider!r}"
+                      f"{did_you_mean(ref.provider, declared)} (declared: {', '.join(sorted(declared))})",
+                      variable, ref.text)
 
     for var in m.env.values():
         check(var.template, var.name)
@@ -559,26 +610,37 @@ def profile_names(path: Optional[str] = None) -> List[str]:
 
 
 def load(path: Optional[str] = None, profile: Optional[str] = None,
-         extra_env: Tuple[Tuple[str, str], ...] = (), offline: bool = False) -> Tuple[Manifest, Dict[str, Template]]:
+         extra_env: Tuple[Tuple[str, str], ...] = (), env_files: Sequence[str] = (),
+         offline: bool = False) -> Tuple[Manifest, Dict[str, Template]]:
     """Load and validate a manifest and the ``-e NAME=VALUE`` extras.
     ``offline``: also check the options of the providers in use from the
     SDK-free table, since none will be built.
 
+    ``path`` ``-`` reads the manifest from standard input. ``env_files``
+    (``--env-file``) are dotenv files imported whole after the manifest's
+    own imports; with them, a missing default manifest is an empty one.
     Returns the manifest and the parsed extras; raises ``ManifestError`` with
     every problem found.
     """
     path = path or DEFAULT_PATH
-    raw = read_toml(path)
+    if path == "-":
+        raw, path = read_toml_stdin(), STDIN
+    elif env_files and path == DEFAULT_PATH and not os.path.lexists(path):
+        raw = {"version": 1}
+    else:
+        raw = read_toml(path)
     c = _Checker(path)
     if not raw:
         c.bad("the manifest is empty: it needs at least 'version = 1'")
         raise ManifestError(c.problems)
     if profile:
         raw = apply_profile(raw, profile, c.problems, path)
+    if env_files:
+        raw = with_env_files(raw, env_files)
     known = ("version", "settings", "providers", "env", "import", "profiles")
     for key in raw:
         if key not in known:
-            c.bad(f"unknown top-level key {key!r}. Valid keys: {', '.join(known)}")
+            c.bad(f"unknown top-level key {key!r}{did_you_mean(key, known) or '.'} Valid keys: {', '.join(known)}")
     version = raw.get("version")
     if version != 1:
         c.bad("'version = 1' is required" if version is None else f"unsupported version {version!r}: this secretrun reads version 1")

@@ -727,8 +727,6 @@ def _noop(signum, frame) -> None:
 def _safe_error(exc: BaseException) -> str:
     """A provider error's message names what was asked, never a value
     (errors.ProviderError); anything else is named by its type only."""
-    from .errors import ProviderError, SecretrunError
+    from .errors import describe
 
-    if isinstance(exc, (ProviderError, SecretrunError)):
-        return f"{type(exc).__name__}: {exc}"
-    return type(exc).__name__
+    return describe(exc)

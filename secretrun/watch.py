@@ -115,7 +115,9 @@ def summarize_error(error: BaseException) -> str:
         shown = "; ".join(str(p) for p in problems[:3])
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         return shown + more
-    return type(error).__name__
+    from .errors import describe
+
+    return describe(error)
 
 
 class Poller:

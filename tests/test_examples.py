@@ -22,12 +22,17 @@ def secretrun(*args, cwd, env=None):
                           capture_output=True, text=True, timeout=60)
 
 
-def test_quick_start_runs_from_dotenv():
-    run = secretrun("--", sys.executable, "app.py", cwd=EXAMPLES / "quickstart")
+def test_quick_start_runs_from_dotenv(tmp_path):
+    quickstart = tmp_path / "quickstart"
+    shutil.copytree(EXAMPLES / "quickstart", quickstart, ignore=shutil.ignore_patterns(".env"))
+    (quickstart / ".env").write_text((quickstart / ".env.example").read_text())
+    os.chmod(quickstart / ".env", 0o600)  # as the README's quick start makes it
+    run = secretrun("--", sys.executable, "app.py", cwd=quickstart)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["DATABASE_URL: set, 52 characters", "API_KEY: set, 24 characters",
                                        "LOG_LEVEL: set, 4 characters"]
-    assert secretrun("check", cwd=EXAMPLES / "quickstart").returncode == 0
+    assert run.stderr == ""
+    assert secretrun("check", cwd=quickstart).returncode == 0
 
 
 def test_quick_start_vault_profile_validates():

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -51,7 +50,17 @@ def test_template_parse_never_raises(text):
 
 # --- manifest.load ------------------------------------------------------------------------------
 
-_DIR = Path(tempfile.mkdtemp(prefix="secretrun-hostile-"))
+_DIR: Path = Path()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _hostile_dir(tmp_path_factory):
+    """One directory for this module's generated manifests, under pytest's
+    own temporary tree (cleaned by pytest), not a mkdtemp left in /tmp.
+    Module scope: hypothesis refuses function-scoped fixtures in @given."""
+    global _DIR
+    _DIR = tmp_path_factory.mktemp("hostile")
+    yield _DIR
 
 
 def load_bytes(data: bytes):

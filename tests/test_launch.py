@@ -84,7 +84,7 @@ def test_missing_sdk_names_the_extra(monkeypatch):
 
     monkeypatch.setitem(providers.BUILTIN, "vault", "secretrun_no_such_module:VaultProvider")
     monkeypatch.delitem(providers._loaded, "vault", raising=False)
-    with pytest.raises(ProviderConfigError, match=r"pip install 'secretrun\[vault\]'"):
+    with pytest.raises(ProviderConfigError, match=r"pip install 'secretrun-cli\[vault\]'"):
         providers.load("vault")
 
 

@@ -261,7 +261,7 @@ def test_offline_check_of_every_profile_finds_what_a_profile_breaks(tmp_path, ma
     by_profile = {p["profile"]: p for p in report["profiles"]}
     assert by_profile[None]["ok"] and not by_profile["staging"]["ok"]
     messages = " ".join(p["message"] for p in by_profile["staging"]["problems"])
-    assert "unknown option 'regoin' (did you mean 'region'?)" in messages
+    assert "unknown option 'regoin'; did you mean 'region'?" in messages
     assert "'insecure' must be true or false" in messages           # an unused provider, too
     assert report["not_checked"]
     table = secretrun("check", "--offline", "--all-profiles")

@@ -82,7 +82,7 @@ def load(type_name: str) -> "Type[Provider]":
         module = importlib.import_module(module_name)
     except ImportError as exc:
         extra = EXTRAS.get(type_name)
-        hint = f"pip install 'secretrun[{extra}]'" if extra else "install the package that provides it"
+        hint = f"pip install 'secretrun-cli[{extra}]'" if extra else "install the package that provides it"
         raise ProviderConfigError(
             f"provider type {type_name!r} needs a library that is not installed "
             f"({exc.name or exc}): {hint}") from None

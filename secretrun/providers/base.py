@@ -255,8 +255,11 @@ class OptionReader:
 
     def done(self) -> None:
         unknown = sorted(set(self.options) - self.seen)
-        for key in unknown:
-            self.errors.append(f"unknown option '{key}'")
+        if unknown:
+            from ..errors import did_you_mean
+
+            for key in unknown:
+                self.errors.append(f"unknown option '{key}'{did_you_mean(key, sorted(self.seen - {'type'}))}")
         if self.errors:
             raise ProviderConfigError(
                 f"provider '{self.ctx.name}' (type {self.ctx.type}): " + "; ".join(self.errors))
@@ -291,7 +294,7 @@ def _guard(path: str, what: str, st: os.stat_result) -> None:
         raise ProviderConfigError(f"{what} {path} {unsafe}: others could change the values")
     exposed = readable_by_others(st)
     if exposed:
-        logs.get().warning(f"{what} {path} {exposed}")
+        logs.get().warning_once(os.path.abspath(path), f"{what} {path} {exposed}")
 
 
 # --- structured values --------------------------------------------------------

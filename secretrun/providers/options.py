@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
+from ..errors import did_you_mean
+
 
 class Opt(NamedTuple):
     """One option: its kind (``str``, ``bool``, ``number``, ``table``,
@@ -71,14 +73,6 @@ def is_templated(value: Any) -> bool:
     return isinstance(value, str) and "${" in value
 
 
-def suggest(word: str, candidates) -> str:
-    """`` (did you mean 'x'?)`` for a close candidate, else nothing."""
-    import difflib  # only when there is a mistake to explain
-
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _type_ok(value: Any, kind: str) -> bool:
     if kind == "bool":
         return isinstance(value, bool)
@@ -114,7 +108,7 @@ def check_options(ptype: str, options: Mapping[str, Any]) -> Optional[List[str]]
             continue
         opt = spec.get(key)
         if opt is None:
-            errors.append(f"unknown option '{key}'{suggest(key, spec)}")
+            errors.append(f"unknown option '{key}'{did_you_mean(key, spec)}")
             continue
         if is_templated(value):
             continue

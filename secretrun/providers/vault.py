@@ -135,6 +135,8 @@ class VaultProvider(Provider):
                                    timeout=(timeout, timeout), session=session, namespace=namespace or None)
 
         self._auth_lock = threading.Lock()
+        # (token, what lookup-self said of it), for the message of a 403.
+        self._token_check: Optional[Tuple[str, str]] = None
         self._logged_in = False
         self._login_attempts = 0
         self._login_failure: Optional[ProviderError] = None
@@ -559,7 +561,43 @@ class VaultProvider(Provider):
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Mapping[str, Any]:
         url = "/v1/" + urllib.parse.quote(path, safe="/:@+,=-._~")
-        return self._sdk(lambda: self._client.adapter.request(method, url, raise_exception=False, **kwargs), what)
+        try:
+            return self._sdk(lambda: self._client.adapter.request(method, url, raise_exception=False, **kwargs),
+                             what)
+        except Denied as exc:
+            error = self._explain_denied(exc, what)
+        raise error
+
+    def _explain_denied(self, error: Denied, what: str) -> Denied:
+        """Vault answers 403 both to a token it no longer accepts (expired,
+        revoked) and to a valid token whose policies do not grant the path.
+        The token's own lookup-self, which every valid token may call, tells
+        them apart: the fix is a new login for one, a policy for the other.
+        Asked once per token, not once per denied read."""
+        if "(HTTP 403)" not in str(error):
+            return error
+        token = self._client.token
+        known = self._token_check
+        if known is None or known[0] != token:
+            try:
+                body = self._sdk(lambda: self._client.adapter.request(
+                    "get", "/v1/auth/token/lookup-self", raise_exception=False), "looking up the token")
+                data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
+                policies = data.get("policies") if isinstance(data.get("policies"), list) else []
+                state = "valid: " + (", ".join(sorted(str(p) for p in policies)) or "none")
+            except Denied:
+                state = "invalid"
+            except ProviderError:
+                state = "unknown"
+            known = self._token_check = (token, state)
+        state = known[1]
+        if state == "invalid":
+            return Denied(f"{what}: the token is not valid, expired or revoked (HTTP 403, and so is its own "
+                          f"lookup) ({self.describe()}); log in again or set a new VAULT_TOKEN")
+        if state.startswith("valid: "):
+            return Denied(f"{what}: permission denied (HTTP 403): the token is valid, but its policies "
+                          f"({state[7:]}) do not grant this path ({self.describe()})")
+        return error
 
     def _sdk(self, call: Callable[[], Any], what: str, login: bool = False) -> Mapping[str, Any]:
         """Run one hvac call; its JSON body, or one of our errors. The error
@@ -647,7 +685,13 @@ def _translate(exc: BaseException, what: str, where: str, timeout: float, login:
     if isinstance(exc, hvac.exceptions.VaultError):
         return _from_status(_HVAC_STATUS.get(type(exc), 0), exc.json, what, where, login)
     if isinstance(exc, requests.exceptions.SSLError):
-        detail = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else "TLS handshake failed"
+        text = str(exc)
+        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer failure" in text:
+            # An https:// address, and a server that answers in plain HTTP
+            # (`bao server -dev` does): no ca_cert can fix that.
+            return _TlsError(f"{what}: {where} does not speak TLS (it answered in plain HTTP); "
+                             "use an http:// address (address or VAULT_ADDR)")
+        detail = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else "TLS handshake failed"
         return _TlsError(f"{what}: {detail} for {where}; set ca_cert (VAULT_CACERT) to the CA that signed "
                          "its certificate")
     if isinstance(exc, requests.exceptions.Timeout):
@@ -658,8 +702,8 @@ def _translate(exc: BaseException, what: str, where: str, timeout: float, login:
             return Unavailable(f"{what}: no answer within {timeout:g}s from {where}")
         return Unavailable(f"{what}: cannot connect to {where} ({reason})")
     if isinstance(exc, requests.exceptions.RequestException):
-        return Unavailable(f"{what}: request to {where} failed ({type(exc).__name__})")
-    return Unavailable(f"{what}: {where} gave an answer that could not be read ({type(exc).__name__})")
+        return Unavailable(f"{what}: request to {where} failed")
+    return Unavailable(f"{what}: {where} gave an answer that could not be read")
 
 
 def _retry_after(response: requests.Response) -> Optional[float]:
