@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Opt
 
 from . import logs
 from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError
+from .leases import LeaseBook
 from .manifest import Manifest, Settings
 from .providers import load as load_provider
 from .providers.base import Provider, ProviderContext, Secret, SecretId
@@ -210,7 +211,7 @@ class Session:
         self.rendered: Optional[Rendered] = None
         self._delivery: Any = None
         self._option_env: List[str] = []
-        self._leases: Dict[SecretId, list] = {}
+        self._leases = LeaseBook()
         self._audit = None
         if self.settings.audit_log:
             from .audit import AuditLog
@@ -426,54 +427,28 @@ class Session:
     # -- supervision hooks --
 
     def _track_leases(self, snapshot: Mapping[SecretId, Outcome]) -> None:
-        now = time.time()
-        for sid, out in snapshot.items():
-            if isinstance(out, Secret) and out.lease is not None:
-                lease = out.lease
-                # [lease, renewed at, end for good (None while renewable)]
-                self._leases[sid] = [lease, now, None if lease.renewable else now + lease.duration]
+        self._leases.track(snapshot)
 
     def _expiring(self) -> set:
         """Leased secrets that renewal can no longer extend and that end
         within a minute plus two polls: refetched now, so the child can be
         restarted on new credentials before the old ones stop working."""
-        horizon = time.time() + 60.0 + 2 * self.settings.poll_interval
-        return {sid for sid, (_, _, end) in self._leases.items() if end is not None and end <= horizon}
+        return self._leases.expiring(time.time() + 60.0 + 2 * self.settings.poll_interval)
 
     def keepalive(self) -> None:
-        """Renew login tokens, and every lease past half its duration. A lease
-        that cannot be renewed, or whose renewal came back shorter (capped by
-        its max TTL), gets an end for good, which ``next_expiry`` reports."""
+        """Renew login tokens, and every lease past half its duration (the
+        lease book says which, and when one ends for good)."""
         for provider in list(self.providers.values()):
             provider.keepalive()
-        now = time.time()
-        for sid, record in list(self._leases.items()):
-            lease, renewed_at, end = record
-            provider = self.providers.get(sid.provider)
-            if end is not None or provider is None or now - renewed_at < lease.duration / 2:
-                continue
-            renewed = provider.renew(lease)
-            if renewed is None or not renewed.renewable:
-                record[2] = (now + renewed.duration) if renewed is not None else renewed_at + lease.duration
-            else:
-                if renewed.duration < lease.duration / 2:
-                    record[2] = now + renewed.duration
-                record[0], record[1] = renewed, now
-            self.log.info("renewed a lease" if renewed else "a lease cannot be renewed any further",
-                          reference=str(sid))
+        self._leases.renew_due(self.providers, lambda message, sid: self.log.info(message, reference=str(sid)))
 
     def next_expiry(self) -> Optional[float]:
         """The earliest time (``time.time()``) a lease ends for good."""
-        ends = [end for _, _, end in self._leases.values() if end is not None]
-        return min(ends) if ends else None
+        return self._leases.next_expiry()
 
     def revoke_leases(self) -> None:
-        for sid, out in self.snapshot.items():
-            if isinstance(out, Secret) and out.lease is not None and sid.provider in self.providers:
-                try:
-                    self.providers[sid.provider].revoke(out.lease)
-                except ProviderError as exc:
-                    self.log.warning(f"could not revoke a lease: {exc}", provider=sid.provider)
+        self._leases.revoke_all(self.providers, lambda exc, sid: self.log.warning(f"could not revoke a lease: {exc}",
+                                                                                  provider=sid.provider))
 
     def close_providers(self) -> None:
         """Release the stores (a Vault login token is revoked here); values
