@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import click
 
@@ -251,19 +251,23 @@ def env(manifest, profile, extra_env, log_level, log_format, fmt, reveal) -> Non
             click.echo(f"# {name} is delivered as a file (file = true)")
 
 
-_SCAFFOLD_PROVIDERS = {
-    "dotenv": ('[providers.local]\ntype = "dotenv"\npath = "{dotenv}"\n', "local", "{name}"),
-    "vault": ('[providers.vault]\ntype = "vault"\naddress = "http://127.0.0.1:8200"   # or VAULT_ADDR\n',
-              "vault", "secret/{app}#{name}"),
-    "aws-secretsmanager": ('[providers.aws]\ntype = "aws-secretsmanager"\n# region = "eu-west-1"\n',
-                           "aws", "{app}#{name}"),
-    "aws-ssm": ('[providers.ssm]\ntype = "aws-ssm"\n', "ssm", "/{app}/{name}"),
-    "gcp-secretmanager": ('[providers.gcp]\ntype = "gcp-secretmanager"\n# project = "my-project"\n',
-                          "gcp", "{slug}"),
-    "azure-keyvault": ('[providers.azure]\ntype = "azure-keyvault"\nvault = "my-vault"\n', "azure", "{slug}"),
-    "file": ('[providers.files]\ntype = "file"\n# path = "/run/secrets"  # default: $CREDENTIALS_DIRECTORY or /run/secrets\n',
-             "files", "{lower}"),
-}
+def _scaffold(type_name: str) -> Tuple[str, str, str]:
+    """The starter block for a provider type: its class's ``scaffold``,
+    built-in or plugin, or a generic block when it has none or when its
+    library is not installed yet (init must work before the extras are)."""
+    from .errors import ProviderConfigError
+    from .providers import known_types, load
+
+    try:
+        scaffold = load(type_name).scaffold
+    except ProviderConfigError as exc:
+        if type_name not in known_types(include_plugins=True):
+            raise click.BadParameter(str(exc), param_hint="--provider") from None
+        scaffold = None
+    if scaffold:
+        return scaffold
+    name = type_name.split("-")[0]
+    return f'[providers.{name}]\ntype = "{type_name}"\n', name, "{lower}"
 
 
 @app.command()
@@ -271,8 +275,10 @@ _SCAFFOLD_PROVIDERS = {
               show_default=True, help="Where to write the manifest.")
 @click.option("--from-dotenv", "dotenv_path", metavar="PATH",
               help="Take variable names (never values) from this .env file.")
-@click.option("--provider", type=click.Choice(sorted(_SCAFFOLD_PROVIDERS)), default=None,
-              help="Store the references point at [default: dotenv with --from-dotenv, else vault].")
+@click.option("--provider", metavar="TYPE", default=None,
+              help="Provider type the references point at: vault, aws-secretsmanager, aws-ssm, "
+                   "gcp-secretmanager, azure-keyvault, dotenv, file or a plugin's "
+                   "[default: dotenv with --from-dotenv, else vault].")
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
 def init(manifest, dotenv_path, provider, force) -> None:
     """Write a starter manifest. Values are never copied into it."""
@@ -288,7 +294,7 @@ def init(manifest, dotenv_path, provider, force) -> None:
         except ProviderError as exc:
             raise click.ClickException(str(exc)) from None
     provider = provider or ("dotenv" if dotenv_path else "vault")
-    block, pname, pattern = _SCAFFOLD_PROVIDERS[provider]
+    block, pname, pattern = _scaffold(provider)
     app_name = os.path.basename(os.path.abspath(os.path.dirname(manifest) or ".")) or "app"
     rel = os.path.relpath(dotenv_path, os.path.dirname(os.path.abspath(manifest))) if dotenv_path else ".env"
     lines = ["# secretrun manifest: variable names mapped to secret references.",

@@ -29,6 +29,8 @@ _TRIMS = ("newline", "none", "whitespace")
 
 class FileProvider(Provider):
     type_name = "file"
+    scaffold = ('[providers.files]\ntype = "file"\n'
+                '# path = "/run/secrets"  # default: $CREDENTIALS_DIRECTORY or /run/secrets\n', "files", "{lower}")
     local = True
 
     def __init__(self, ctx: ProviderContext, directory: str, trim: str = "newline") -> None:

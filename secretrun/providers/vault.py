@@ -101,6 +101,8 @@ class AuthConfig(NamedTuple):
 
 class VaultProvider(Provider):
     type_name = "vault"
+    scaffold = ('[providers.vault]\ntype = "vault"\naddress = "http://127.0.0.1:8200"   # or VAULT_ADDR\n',
+                "vault", "secret/{app}#{name}")
     # Vault answers many requests at once; 32 in flight covers the common
     # manifest in one round trip (see bench/vault.py).
     max_concurrency = 32
