@@ -358,7 +358,7 @@ def _problem(exc: ProviderError, target: Target, variables=None) -> Problem:
 def _providers(session, wanted: List[Target]) -> Tuple[Dict[str, Provider], List[Problem]]:
     out: Dict[str, Provider] = {}
     for name in dict.fromkeys(t.provider for t in wanted):
-        provider = session._provider(name)
+        provider = session.provider(name)
         if provider is not None:
             out[name] = provider
     return out, list(session.provider_problems.values())
@@ -455,7 +455,7 @@ def rollback(session) -> List[Row]:
     for entry in rec["entries"]:
         name = entry["provider"]
         variables = entry.get("variables") or []
-        provider = session._provider(name)
+        provider = session.provider(name)
         if provider is None:
             problems += list(session.provider_problems.values())
             continue

@@ -229,6 +229,11 @@ class Session:
 
     # -- providers --
 
+    def provider(self, name: str) -> Optional[Provider]:
+        """The store named ``name``, built on first use; None when it could not
+        be set up (the reason is in ``provider_problems``)."""
+        return self._provider(name)
+
     def _provider(self, name: str, building: Tuple[str, ...] = ()) -> Optional[Provider]:
         if name in self.providers:
             return self.providers[name]
