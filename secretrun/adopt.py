@@ -578,4 +578,4 @@ def source_values(dotenv: Optional[str], environ: Optional[Mapping[str, str]], n
             raise ProblemReport([Problem(exc.kind, str(exc), location=dotenv)], title="push failed") from None
     else:
         raw = dict(environ or {})
-    return {name: raw[name] for name in names if raw.get(name) is not None}
+    return {name: value for name in names if (value := raw.get(name)) is not None}

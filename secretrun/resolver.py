@@ -275,6 +275,7 @@ class Session:
         value, error = render_template(tpl, snap)
         if error is not None:
             raise type(error)(f"providers.{name}.{'.'.join(path)}: {error}")
+        assert value is not None   # render_template gives a value or an error
         self.log.redact.add([value])
         return value
 
@@ -330,7 +331,8 @@ class Session:
         else:
             fields.update(outcome=outcome.kind.name.lower(), error=str(outcome))
         fields["duration_ms"] = round(seconds * 1000, 1)
-        self._audit.write("access", **fields)
+        if self._audit is not None:
+            self._audit.write("access", **fields)
 
     def audit(self, event: str, **fields: Any) -> None:
         """An audit record from outside the resolver (the supervisor's changes)."""
