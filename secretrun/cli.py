@@ -361,9 +361,9 @@ def push(manifest, profile, extra_env, log_level, log_format, dotenv_path, from_
          rollback) -> None:
     """Write values from a .env file into the stores the manifest points at.
 
-    Every variable that is one reference to vault, aws-secretsmanager,
-    aws-ssm, gcp-secretmanager or azure-keyvault gets its value written as a
-    new version; then the manifest is resolved as by check. Values are never
+    Every variable that is one reference to a store that can be written
+    (vault, aws-secretsmanager, aws-ssm, gcp-secretmanager, azure-keyvault,
+    a plugin with write()) gets its value written as a new version; then the manifest is resolved as by check. Values are never
     printed."""
     from . import adopt
 
