@@ -21,15 +21,17 @@ from __future__ import annotations
 import _thread
 import os
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from . import logs
 from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError
-from .leases import LeaseBook
 from .manifest import Manifest, Settings
 from .providers import load as load_provider
 from .providers.base import Provider, ProviderContext, Secret, SecretId
 from .template import Template, refs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .leases import LeaseBook
 
 Outcome = Union[Secret, ProviderError]
 Snapshot = Dict[SecretId, Outcome]
@@ -211,7 +213,7 @@ class Session:
         self.rendered: Optional[Rendered] = None
         self._delivery: Any = None
         self._option_env: List[str] = []
-        self._leases = LeaseBook()
+        self._leases: Optional["LeaseBook"] = None   # made at the first leased secret
         self._audit = None
         if self.settings.audit_log:
             from .audit import AuditLog
@@ -434,12 +436,20 @@ class Session:
     # -- supervision hooks --
 
     def _track_leases(self, snapshot: Mapping[SecretId, Outcome]) -> None:
+        if self._leases is None:
+            if not any(isinstance(out, Secret) and out.lease is not None for out in snapshot.values()):
+                return   # most runs hold no lease: the book's module is not even imported
+            from .leases import LeaseBook
+
+            self._leases = LeaseBook()
         self._leases.track(snapshot)
 
     def _expiring(self) -> set:
         """Leased secrets that renewal can no longer extend and that end
         within a minute plus two polls: refetched now, so the child can be
         restarted on new credentials before the old ones stop working."""
+        if self._leases is None:
+            return set()
         return self._leases.expiring(time.time() + 60.0 + 2 * self.settings.poll_interval)
 
     def keepalive(self) -> None:
@@ -447,15 +457,17 @@ class Session:
         lease book says which, and when one ends for good)."""
         for provider in list(self.providers.values()):
             provider.keepalive()
-        self._leases.renew_due(self.providers, lambda message, sid: self.log.info(message, reference=str(sid)))
+        if self._leases is not None:
+            self._leases.renew_due(self.providers, lambda message, sid: self.log.info(message, reference=str(sid)))
 
     def next_expiry(self) -> Optional[float]:
         """The earliest time (``time.time()``) a lease ends for good."""
-        return self._leases.next_expiry()
+        return self._leases.next_expiry() if self._leases is not None else None
 
     def revoke_leases(self) -> None:
-        self._leases.revoke_all(self.providers, lambda exc, sid: self.log.warning(f"could not revoke a lease: {exc}",
-                                                                                  provider=sid.provider))
+        if self._leases is not None:
+            self._leases.revoke_all(self.providers, lambda exc, sid: self.log.warning(
+                f"could not revoke a lease: {exc}", provider=sid.provider))
 
     def close_providers(self) -> None:
         """Release the stores (a Vault login token is revoked here); values
