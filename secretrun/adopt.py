@@ -354,7 +354,7 @@ def _problem(exc: ProviderError, target: Target, variables=None) -> Problem:
 def _providers(session, wanted: List[Target]) -> Tuple[Dict[str, Provider], List[Problem]]:
     out: Dict[str, Provider] = {}
     for name in dict.fromkeys(t.provider for t in wanted):
-        provider = session._provider(name)
+        provider = session.provider(name)
         if provider is not None:
             out[name] = provider
     return out, list(session.provider_problems.values())
@@ -460,7 +460,7 @@ def rollback(session) -> List[Row]:
                                     f"{name!r}, which this manifest does not reference; not rolled back",
                                     location=path))
             continue
-        provider = session._provider(name)
+        provider = session.provider(name)
         if provider is None:
             problems += list(session.provider_problems.values())
             continue
@@ -582,4 +582,4 @@ def source_values(dotenv: Optional[str], environ: Optional[Mapping[str, str]], n
             raise ProblemReport([Problem(exc.kind, str(exc), location=dotenv)], title="push failed") from None
     else:
         raw = dict(environ or {})
-    return {name: raw[name] for name in names if raw.get(name) is not None}
+    return {name: value for name in names if (value := raw.get(name)) is not None}

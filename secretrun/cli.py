@@ -481,22 +481,23 @@ def env(manifest, profile, extra_env, log_level, log_format, fmt, reveal) -> Non
     sys.stdout.flush()
 
 
-_SCAFFOLD_PROVIDERS = {
-    "dotenv": ('[providers.local]\ntype = "dotenv"\npath = "{dotenv}"\n', "local", "{name}"),
-    # Options the store's own environment variables give stay commented out:
-    # written, they would override VAULT_ADDR, AWS_REGION... (tests/test_init.py).
-    "vault": ('[providers.vault]\ntype = "vault"\n'
-              '# address = "https://vault.example.com:8200"   # default: VAULT_ADDR, then BAO_ADDR\n',
-              "vault", "secret/{app}#{name}"),
-    "aws-secretsmanager": ('[providers.aws]\ntype = "aws-secretsmanager"\n# region = "eu-west-1"\n',
-                           "aws", "{app}#{name}"),
-    "aws-ssm": ('[providers.ssm]\ntype = "aws-ssm"\n', "ssm", "/{app}/{name}"),
-    "gcp-secretmanager": ('[providers.gcp]\ntype = "gcp-secretmanager"\n# project = "my-project"\n',
-                          "gcp", "{slug}"),
-    "azure-keyvault": ('[providers.azure]\ntype = "azure-keyvault"\nvault = "my-vault"\n', "azure", "{slug}"),
-    "file": ('[providers.files]\ntype = "file"\n# path = "/run/secrets"  # default: $CREDENTIALS_DIRECTORY or /run/secrets\n',
-             "files", "{lower}"),
-}
+def _provider_block(type_name: str) -> Tuple[str, str, str]:
+    """The starter block for a provider type: its class's ``scaffold``,
+    built-in or plugin, or a generic block when it has none or when its
+    library is not installed yet (init must work before the extras are)."""
+    from .errors import ProviderConfigError
+    from .providers import known_types, load
+
+    try:
+        scaffold = load(type_name).scaffold
+    except ProviderConfigError as exc:
+        if type_name not in known_types(include_plugins=True):
+            raise click.BadParameter(str(exc), param_hint="--provider") from None
+        scaffold = None
+    if scaffold:
+        return scaffold
+    name = type_name.split("-")[0]
+    return f'[providers.{name}]\ntype = "{type_name}"\n', name, "{lower}"
 
 
 def _scaffold(manifest: str, names: List[str], provider: str, dotenv_path: Optional[str]):
@@ -513,7 +514,7 @@ def _scaffold(manifest: str, names: List[str], provider: str, dotenv_path: Optio
     def line(key: str, value) -> str:
         return tomli_w.dumps({key: value}).strip()
 
-    block, pname, pattern = _SCAFFOLD_PROVIDERS[provider]
+    block, pname, pattern = _provider_block(provider)
     app_name = os.path.basename(os.path.abspath(os.path.dirname(manifest) or ".")) or "app"
     rel = os.path.relpath(dotenv_path, os.path.dirname(os.path.abspath(manifest))) if dotenv_path else ".env"
     block = block.replace('path = "{dotenv}"', line("path", rel))
@@ -553,8 +554,10 @@ def _scaffold(manifest: str, names: List[str], provider: str, dotenv_path: Optio
               show_default=True, help="Where to write the manifest.")
 @click.option("--from-dotenv", "dotenv_path", metavar="PATH", type=click.Path(dir_okay=False),
               help="Take variable names (never values) from this .env file.")
-@click.option("--provider", type=click.Choice(sorted(_SCAFFOLD_PROVIDERS)), default=None,
-              help="Store the references point at [default: dotenv with --from-dotenv, else vault].")
+@click.option("--provider", metavar="TYPE", default=None,
+              help="Provider type the references point at: vault, aws-secretsmanager, aws-ssm, "
+                   "gcp-secretmanager, azure-keyvault, dotenv, file or a plugin's "
+                   "[default: dotenv with --from-dotenv, else vault].")
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
 def init(manifest, dotenv_path, provider, force) -> None:
     """Write a starter manifest. Values are never copied into it."""
@@ -619,9 +622,9 @@ def push(manifest, profile, extra_env, log_level, log_format, dotenv_path, from_
          rollback) -> None:
     """Write values from a .env file into the stores the manifest points at.
 
-    Every variable that is one reference to vault, aws-secretsmanager,
-    aws-ssm, gcp-secretmanager or azure-keyvault gets its value written as a
-    new version; then the manifest is resolved as by check. Values are never
+    Every variable that is one reference to a store that can be written
+    (vault, aws-secretsmanager, aws-ssm, gcp-secretmanager, azure-keyvault,
+    a plugin with write()) gets its value written as a new version; then the manifest is resolved as by check. Values are never
     printed."""
     from . import adopt
 

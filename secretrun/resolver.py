@@ -21,7 +21,7 @@ from __future__ import annotations
 import _thread
 import os
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from . import logs
 from .deadline import bounded
@@ -30,6 +30,9 @@ from .manifest import Manifest, Settings
 from .providers import load as load_provider
 from .providers.base import Provider, ProviderContext, Secret, SecretId
 from .template import Template, refs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .leases import LeaseBook
 
 Outcome = Union[Secret, ProviderError]
 Snapshot = Dict[SecretId, Outcome]
@@ -214,7 +217,7 @@ class Session:
         self._option_env: List[str] = []
         self._warned: set = set()
         self._consumed_by: Dict[str, str] = {}   # variable -> what read it, for ``check``
-        self._leases: Dict[SecretId, list] = {}
+        self._leases: Optional["LeaseBook"] = None   # made at the first leased secret
         self._audit = None
         self._changes: Any = None        # a changes.ChangeFeed, under --watch with a pushing store
         if self.settings.audit_log:
@@ -232,6 +235,11 @@ class Session:
         self._lock = _thread.allocate_lock()
 
     # -- providers --
+
+    def provider(self, name: str) -> Optional[Provider]:
+        """The store named ``name``, built on first use; None when it could not
+        be set up (the reason is in ``provider_problems``)."""
+        return self._provider(name)
 
     def _provider(self, name: str, building: Tuple[str, ...] = ()) -> Optional[Provider]:
         if name in self.providers:
@@ -277,6 +285,7 @@ class Session:
         value, error = render_template(tpl, snap)
         if error is not None:
             raise type(error)(f"providers.{name}.{'.'.join(path)}: {error}")
+        assert value is not None   # render_template gives a value or an error
         self.log.redact.add([value])
         return value
 
@@ -332,7 +341,8 @@ class Session:
         else:
             fields.update(outcome=outcome.kind.name.lower(), error=str(outcome))
         fields["duration_ms"] = round(seconds * 1000, 1)
-        self._audit.write("access", **fields)
+        if self._audit is not None:
+            self._audit.write("access", **fields)
 
     def audit(self, event: str, **fields: Any) -> None:
         """An audit record from outside the resolver (the supervisor's changes)."""
@@ -504,54 +514,38 @@ class Session:
     # -- supervision hooks --
 
     def _track_leases(self, snapshot: Mapping[SecretId, Outcome]) -> None:
-        now = time.time()
-        for sid, out in snapshot.items():
-            if isinstance(out, Secret) and out.lease is not None:
-                lease = out.lease
-                # [lease, renewed at, end for good (None while renewable)]
-                self._leases[sid] = [lease, now, None if lease.renewable else now + lease.duration]
+        if self._leases is None:
+            if not any(isinstance(out, Secret) and out.lease is not None for out in snapshot.values()):
+                return   # most runs hold no lease: the book's module is not even imported
+            from .leases import LeaseBook
+
+            self._leases = LeaseBook()
+        self._leases.track(snapshot)
 
     def _expiring(self) -> set:
         """Leased secrets that renewal can no longer extend and that end
         within a minute plus two polls: refetched now, so the child can be
         restarted on new credentials before the old ones stop working."""
-        horizon = time.time() + 60.0 + 2 * self.settings.poll_interval
-        return {sid for sid, (_, _, end) in self._leases.items() if end is not None and end <= horizon}
+        if self._leases is None:
+            return set()
+        return self._leases.expiring(time.time() + 60.0 + 2 * self.settings.poll_interval)
 
     def keepalive(self) -> None:
-        """Renew login tokens, and every lease past half its duration. A lease
-        that cannot be renewed, or whose renewal came back shorter (capped by
-        its max TTL), gets an end for good, which ``next_expiry`` reports."""
+        """Renew login tokens, and every lease past half its duration (the
+        lease book says which, and when one ends for good)."""
         for provider in list(self.providers.values()):
             provider.keepalive()
-        now = time.time()
-        for sid, record in list(self._leases.items()):
-            lease, renewed_at, end = record
-            provider = self.providers.get(sid.provider)
-            if end is not None or provider is None or now - renewed_at < lease.duration / 2:
-                continue
-            renewed = provider.renew(lease)
-            if renewed is None or not renewed.renewable:
-                record[2] = (now + renewed.duration) if renewed is not None else renewed_at + lease.duration
-            else:
-                if renewed.duration < lease.duration / 2:
-                    record[2] = now + renewed.duration
-                record[0], record[1] = renewed, now
-            self.log.info("renewed a lease" if renewed else "a lease cannot be renewed any further",
-                          reference=str(sid))
+        if self._leases is not None:
+            self._leases.renew_due(self.providers, lambda message, sid: self.log.info(message, reference=str(sid)))
 
     def next_expiry(self) -> Optional[float]:
         """The earliest time (``time.time()``) a lease ends for good."""
-        ends = [end for _, _, end in self._leases.values() if end is not None]
-        return min(ends) if ends else None
+        return self._leases.next_expiry() if self._leases is not None else None
 
     def revoke_leases(self) -> None:
-        for sid, out in self.snapshot.items():
-            if isinstance(out, Secret) and out.lease is not None and sid.provider in self.providers:
-                try:
-                    self.providers[sid.provider].revoke(out.lease)
-                except ProviderError as exc:
-                    self.log.warning(f"could not revoke a lease: {exc}", provider=sid.provider)
+        if self._leases is not None:
+            self._leases.revoke_all(self.providers, lambda exc, sid: self.log.warning(
+                f"could not revoke a lease: {exc}", provider=sid.provider))
 
     def close_providers(self) -> None:
         """Release the stores (a Vault login token is revoked here); values

@@ -114,3 +114,33 @@ def test_an_import_and_env_fields_of_one_secret_read_it_once(bao, manifest, secr
     assert run.child_env["LOG"] == "debug" and run.child_env["CFG_FEATURE_X"] == "on"
     reads = [p for p in audit_paths(bao.audit)[before:] if p == "secret/data/app/config"]
     assert len(reads) == 1, reads
+
+
+def test_the_lease_book_renews_and_revokes_a_real_vault_lease(bao, manifest, monkeypatch):
+    """RabbitMQ credentials from OpenBao: the session's lease book renews the
+    lease past half its duration and revokes it at the end."""
+    from secretrun import resolver
+    from secretrun.manifest import load
+    from secretrun.resolver import Session
+
+    path = manifest("""
+        version = 1
+        [providers.vault]
+        type = "vault"
+        [env]
+        MQ_USER = "${vault:rabbitmq/creds/app#username}"
+    """)
+    loaded, extras = load(str(path))
+    session = Session(loaded, extras, {"VAULT_ADDR": bao.url, "VAULT_TOKEN": bao.root})
+    try:
+        session.resolve()
+        before = len(audit_paths(bao.audit))
+        real = resolver.time.time
+        monkeypatch.setattr(resolver.time, "time", lambda: real() + 90)   # past half of 120 s
+        session.keepalive()
+        session.revoke_leases()
+        monkeypatch.undo()
+        paths = audit_paths(bao.audit)[before:]
+        assert paths.count("sys/leases/renew") == 1 and paths.count("sys/leases/revoke") == 1, paths
+    finally:
+        session.close()

@@ -81,3 +81,14 @@ def test_a_plugin_without_write_is_named_when_pushed(manifest, secretrun, tmp_pa
     (tmp_path / ".env").write_text("A=1\n")
     run = secretrun("rotate", "A")
     assert run.code == 1 and "provider type 'dotenv' has no write()" in run.stderr
+
+
+def test_init_asks_the_plugin_for_its_scaffold(secretrun, tmp_path, plugin_env):
+    (tmp_path / ".env").write_text("API_TOKEN=x\n")
+    (tmp_path / ".env").chmod(0o600)
+    run = secretrun("init", "--from-dotenv", ".env", "--provider", "jsonstore", env=plugin_env)
+    assert run.code == 0, run.stderr
+    text = (tmp_path / "secretrun.toml").read_text()
+    assert '[providers.plug]\ntype = "jsonstore"' in text
+    assert f'API_TOKEN = "${{plug:{tmp_path.name}/api_token}}"' in text
+    assert secretrun("init", "--provider", "nosuch", "-m", "x.toml").code == 2

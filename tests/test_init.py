@@ -43,9 +43,9 @@ def test_init_leaves_unset_what_the_stores_environment_gives(tmp_path, secretrun
 
 
 def test_every_store_type_init_offers_is_covered():
-    from secretrun.cli import _SCAFFOLD_PROVIDERS
+    from secretrun.providers import BUILTIN, load
 
-    assert set(_SCAFFOLD_PROVIDERS) == set(ENV_GIVEN)
+    assert {t for t in BUILTIN if load(t).scaffold} == set(ENV_GIVEN)
 
 
 def test_init_writes_0600_and_check_does_not_warn_about_it(tmp_path, secretrun):

@@ -68,6 +68,7 @@ def _matches(requested: str, entry: Mapping[str, Any]) -> bool:
 
 class SecretsManagerProvider(Provider):
     type_name = "aws-secretsmanager"
+    scaffold = ('[providers.aws]\ntype = "aws-secretsmanager"\n# region = "eu-west-1"\n', "aws", "{app}#{name}")
     batch_size = BATCH_LIMIT
     max_concurrency = 16
 

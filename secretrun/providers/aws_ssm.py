@@ -61,6 +61,7 @@ def _what(path: str) -> str:
 
 class SsmProvider(Provider):
     type_name = "aws-ssm"
+    scaffold = ('[providers.ssm]\ntype = "aws-ssm"\n', "ssm", "/{app}/{name}")
     batch_size = BATCH_LIMIT
     max_concurrency = 16
 

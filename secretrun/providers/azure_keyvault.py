@@ -90,6 +90,7 @@ class _Login(NamedTuple):
 
 class AzureKeyVaultProvider(Provider):
     type_name = "azure-keyvault"
+    scaffold = ('[providers.azure]\ntype = "azure-keyvault"\nvault = "my-vault"\n', "azure", "{slug}")
     # Also the size of the HTTP connection pool, so no thread waits for a socket.
     max_concurrency = 32
 

@@ -137,6 +137,12 @@ class Provider:
     #: True when every secret is a map of fields (a Vault KV secret): ``push``
     #: and ``rotate`` write fields (``#FIELD`` references), never a whole value.
     secret_is_map: ClassVar[bool] = False
+    #: What ``secretrun init --provider TYPE`` writes for this store (None: a
+    #: generic block): the ``[providers.NAME]`` block (``{dotenv}``: the .env
+    #: file given), the provider's name, and each variable's reference
+    #: pattern (``{name}``, ``{lower}``, ``{slug}``: the variable as is,
+    #: lower-case, lower-case with dashes; ``{app}``: the directory's name).
+    scaffold: ClassVar[Optional[Tuple[str, str, str]]] = None
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx

@@ -71,6 +71,7 @@ def read_dotenv(path, what: str) -> Dict[str, Optional[str]]:
 
 class DotenvProvider(Provider):
     type_name = "dotenv"
+    scaffold = ('[providers.local]\ntype = "dotenv"\npath = "{dotenv}"\n', "local", "{name}")
     local = True
 
     def __init__(self, ctx: ProviderContext, path) -> None:

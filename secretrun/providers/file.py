@@ -31,6 +31,8 @@ from .options import FILE_TRIMS as _TRIMS
 
 class FileProvider(Provider):
     type_name = "file"
+    scaffold = ('[providers.files]\ntype = "file"\n'
+                '# path = "/run/secrets"  # default: $CREDENTIALS_DIRECTORY or /run/secrets\n', "files", "{lower}")
     local = True
 
     def __init__(self, ctx: ProviderContext, directory: str, trim: str = "newline",

@@ -188,6 +188,7 @@ def _transient(exc: BaseException) -> bool:
 
 class GcpSecretManagerProvider(Provider):
     type_name = "gcp-secretmanager"
+    scaffold = ('[providers.gcp]\ntype = "gcp-secretmanager"\n# project = "my-project"\n', "gcp", "{slug}")
     # One HTTP/2 connection multiplexes every call; the service admits 90,000
     # accesses a minute per project, far above what one start asks.
     max_concurrency = 32

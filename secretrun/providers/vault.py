@@ -96,6 +96,11 @@ class AuthConfig(NamedTuple):
 
 class VaultProvider(Provider):
     type_name = "vault"
+    # Options the store's own environment gives stay commented out: written,
+    # they would override VAULT_ADDR (tests/test_init.py).
+    scaffold = ('[providers.vault]\ntype = "vault"\n'
+                '# address = "https://vault.example.com:8200"   # default: VAULT_ADDR, then BAO_ADDR\n',
+                "vault", "secret/{app}#{name}")
     # Vault answers many requests at once; 32 in flight covers the common
     # manifest in one round trip (see bench/vault.py).
     max_concurrency = 32

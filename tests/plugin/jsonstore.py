@@ -1,6 +1,6 @@
 """A third-party provider, as a plugin author would write one: a store kept
 in a JSON file, with every version. It implements the core (``fetch``,
-``close``) and the ``write`` and ``age`` capabilities, nothing else, and is
+``close``), the ``write`` and ``age`` capabilities and an ``init`` scaffold, and is
 registered only through an entry point (``install`` writes its dist-info), so
 ``push`` and ``rotate`` can only find it the way they find any plugin."""
 
@@ -18,6 +18,7 @@ from secretrun.providers.base import OptionReader, Provider, ProviderContext, Se
 
 class JsonStoreProvider(Provider):
     type_name = "jsonstore"
+    scaffold = ('[providers.plug]\ntype = "jsonstore"\npath = "store.json"\n', "plug", "{app}/{lower}")
     local = True
 
     def __init__(self, ctx: ProviderContext, path: str) -> None:
