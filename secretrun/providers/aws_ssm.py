@@ -20,7 +20,11 @@ name are refused, naming both.
 
 Change detection (``probe``) asks for the parameter's ``Version`` without
 decryption: a ``GetParameter`` is as cheap as a fetch, but skipping the
-decryption spares a KMS call (and its quota) on every poll.
+decryption spares a KMS call (and its quota) on every poll. Polling several
+parameters (``probe_batch``) asks ``GetParameters`` for 10 names a call, so
+a poll of 20 parameters costs 2 of the account's Parameter Store
+transactions (40 a second by default, shared by ``GetParameter``,
+``GetParameters`` and ``GetParametersByPath``), not 20.
 """
 
 from __future__ import annotations
@@ -181,6 +185,36 @@ class SsmProvider(Provider):
         response = self.aws.call("get_parameter", _what(sid.path), Name=self._request(sid), WithDecryption=False)
         version = (response.get("Parameter") or {}).get("Version")
         return str(version) if version is not None else None
+
+    def probe_batch(self, sids: Tuple[SecretId, ...]) -> Mapping[SecretId, Union[str, None, ProviderError]]:
+        """The versions of up to 10 parameters from one ``GetParameters``
+        without decryption; path imports, pinned versions and any answer the
+        call leaves unclear are probed on their own. A failure of the whole
+        call is raised."""
+        out: Dict[SecretId, Union[str, None, ProviderError]] = {}
+        wanted: Dict[SecretId, str] = {}
+        for sid in sids:
+            if sid.tree or (sid.version is not None and sid.version.isdigit()):
+                continue
+            try:
+                wanted[sid] = self._request(sid)
+            except ProviderError as exc:
+                out[sid] = exc
+        names = list(dict.fromkeys(wanted.values()))
+        if len(names) > 1:
+            response = self.aws.call("get_parameters", f"{len(names)} parameters", Names=names[:BATCH_LIMIT],
+                                     WithDecryption=False)
+            found = _match_parameters(names, response.get("Parameters") or [])
+            invalid = set(response.get("InvalidParameters") or ())
+            for sid, name in wanted.items():
+                version = (found.get(name) or {}).get("Version")
+                if version is not None:
+                    out[sid] = str(version)
+                elif name in invalid:
+                    out[sid] = NotFound(f"{_what(sid.path)} does not exist in {self.describe()}")
+        rest = tuple(sid for sid in sids if sid not in out)
+        out.update(super().probe_batch(rest))
+        return out
 
     # --- writing ----------------------------------------------------------------
 

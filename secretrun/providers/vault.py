@@ -46,7 +46,7 @@ import requests
 import requests.adapters
 
 from .. import logs
-from ..errors import Denied, InvalidSecret, NotFound, ProviderError, Unavailable
+from ..errors import Denied, InvalidSecret, NotFound, ProviderError, Throttled, Unavailable
 from .base import Lease, OptionReader, Provider, ProviderContext, Secret, SecretId, Value
 
 DEFAULT_ADDRESS = "https://127.0.0.1:8200"     # the Vault CLI's default
@@ -598,7 +598,7 @@ _STATUS: Dict[int, Tuple[type, str]] = {
     404: (NotFound, "no such secret (HTTP 404)"),
     405: (InvalidSecret, "this path cannot be read (HTTP 405)"),
     412: (Unavailable, "server not yet consistent (HTTP 412)"),
-    429: (Unavailable, "rate limit exceeded (HTTP 429)"),
+    429: (Throttled, "rate limit exceeded (HTTP 429)"),   # a rate-limit quota
     500: (Unavailable, "server error (HTTP 500)"),
     501: (Unavailable, "server not initialized (HTTP 501)"),
     502: (Unavailable, "bad gateway (HTTP 502)"),
@@ -628,7 +628,7 @@ def _from_status(status: int, body: Any, what: str, where: str, login: bool = Fa
     cls, reason = _STATUS.get(status) or ((InvalidSecret, f"request refused (HTTP {status})") if 400 <= status < 500
                                           else (Unavailable, f"unexpected answer (HTTP {status or '?'})"))
     body = body if isinstance(body, dict) else {}
-    if login and cls is not Unavailable:
+    if login and not issubclass(cls, Unavailable):
         # Vault answers a bad role, secret id or JWT with 400, an unknown
         # auth mount with 403 or 405: all mean "cannot log in".
         return Denied(f"{what}: the server refused the credentials, {reason} ({where})")
@@ -640,8 +640,8 @@ def _from_status(status: int, body: Any, what: str, where: str, login: bool = Fa
             return NotFound(f"{what}: version {meta.get('version')} was destroyed ({where})")
         if isinstance(meta, dict) and meta.get("deletion_time"):
             return NotFound(f"{what}: version {meta.get('version')} was deleted ({where})")
-    if cls is Unavailable:
-        return Unavailable(f"{what}: {reason} ({where})", retry_after=retry_after)
+    if issubclass(cls, Unavailable):
+        return cls(f"{what}: {reason} ({where})", retry_after=retry_after)
     return cls(f"{what}: {reason} ({where})")
 
 
