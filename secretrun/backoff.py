@@ -6,16 +6,17 @@ them can see the others. The only signal is the store's own answer: a
 throttling error (``errors.Throttled``). So each instance, on its own:
 
 - **doubles its interval** when a poll is throttled (at least the store's
-  ``Retry-After``, at most ``max(64 × poll_interval, 1 h)``), and waits a
+  ``Retry-After``; at most 64 × ``poll_interval`` or an hour, whichever is
+  less, but at least 4 × ``poll_interval``), and waits a
   random 100-150% of it, so instances throttled in the same second come
   back spread over half an interval instead of in one wave;
 - **steps back by one poll_interval** after every poll the store answered,
   until it is at ``poll_interval`` again; it never polls faster than that.
 
 Doubling removes half of a fleet's excess within a poll or two; stepping
-back linearly adds load slowly, so a fleet settles just under the limit
-instead of oscillating around it (TCP's congestion control, for the same
-reason). ``bench/fleet.py`` runs this code for 10,000 instances against
+back linearly adds load slowly, so a fleet settles at the limit, with a
+small share of polls throttled, instead of swinging around it (TCP's
+congestion control, for the same reason). ``bench/fleet.py`` runs this code for 10,000 instances against
 models of each store's limit. Pure: the caller passes randomness in.
 """
 
@@ -27,8 +28,10 @@ from .errors import Throttled
 
 FACTOR = 2.0        # interval × this on a throttled poll
 SPREAD = 0.5        # a throttled instance waits interval × [1, 1 + SPREAD)
-CAP_FACTOR = 64.0   # the interval is at most max(poll_interval × this, CAP_FLOOR)
-CAP_FLOOR = 3600.0
+CAP_FACTOR = 64.0   # the interval is at most min(poll_interval × this, CAP_TIME)...
+CAP_TIME = 3600.0
+CAP_LEAST = 4.0     # ... but never less than poll_interval × this
+CALM_POLLS = 10     # an episode ends after this many answered polls at poll_interval
 
 
 class Backoff:
@@ -39,7 +42,9 @@ class Backoff:
         self.base = base
         self.rand = rand
         self.interval = base
-        self.cap = max(base * CAP_FACTOR, CAP_FLOOR)
+        self.episode = False   # throttled, and not yet CALM_POLLS answered polls at base since
+        self.calm = 0
+        self.cap = max(base * CAP_LEAST, min(base * CAP_FACTOR, CAP_TIME))
 
     @property
     def active(self) -> bool:
@@ -49,6 +54,7 @@ class Backoff:
     def throttled(self, retry_after: Optional[float] = None) -> float:
         """A poll was throttled: slow down. The delay until the next poll."""
         wait = float(retry_after or 0.0)
+        self.episode, self.calm = True, 0
         self.interval = min(self.cap, max(self.interval * FACTOR, wait))
         return max(wait, self.interval * (1.0 + SPREAD * self.rand()))
 
@@ -57,6 +63,9 @@ class Backoff:
         interval to use now (unjittered)."""
         if self.interval > self.base:
             self.interval = max(self.base, self.interval - self.base)
+        elif self.episode:
+            self.calm += 1
+            self.episode = self.calm < CALM_POLLS
         return self.interval
 
 

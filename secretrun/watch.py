@@ -27,8 +27,8 @@ Policy, in one place:
   HTTP 429 and the like) is no outage: the command is left alone, the poll
   interval doubles (at least the store's ``Retry-After``), and steps back by
   one ``poll_interval`` after each answered poll (``secretrun.backoff``).
-  One warning per episode, one info line once the interval is back at
-  ``poll_interval``; the status file shows ``throttled`` and
+  One warning per episode, one info line once the interval has been back at
+  ``poll_interval`` for 10 polls; the status file shows ``throttled`` and
   ``poll_interval_now``.
 - **Leases**: before the earliest lease or token expiry that renewal cannot
   extend, a refresh is forced and any change restarts the command, whatever
@@ -323,7 +323,7 @@ class Poller:
     def _recovered(self, now: float) -> None:
         self.backoff.answered()
         self.stats["poll_interval_now"] = self.backoff.interval
-        if self.stats["throttled"] and not self.backoff.active:
+        if self.stats["throttled"] and not self.backoff.episode:
             self.stats["throttled"] = False
             self.log.info("polling every poll_interval again: the stores stopped throttling",
                           throttled_for=f"{self.wallclock() - self.stats['throttled_since']:.0f}s",

@@ -506,10 +506,10 @@ def test_throttling_doubles_the_interval_then_steps_back_one_interval_at_a_time(
     warnings = log.at("warning")
     assert len(warnings) == 1 and "throttling" in warnings[0]                   # once per episode
     intervals = []
-    for _ in range(16):
+    for _ in range(25):
         assert poll(poller, clock, wall, same) is None
         intervals.append(poller.stats["poll_interval_now"])
-    assert intervals[:15] == [15.0 - i for i in range(15)] and intervals[15] == 1.0
+    assert intervals[:15] == [15.0 - i for i in range(15)] and intervals[15:] == [1.0] * 10
     assert not poller.stats["throttled"] and any("polling every poll_interval again" in m for m in log.at("info"))
     # never faster than configured: rand=0 is the bottom of the ±10% jitter
     assert poller.next_deadline() - clock.now == pytest.approx(0.9)
@@ -529,7 +529,7 @@ def test_throttling_never_trips_max_stale_but_an_outage_with_it_does():
     poller, clock, wall, _ = make({"max_stale": 10.0}, rand=0.0)
     for _ in range(12):
         assert poll(poller, clock, wall, throttled_error()) is None
-    assert clock.now - 1000 > 1000 and poller.stats["throttled_polls"] == 12
+    assert clock.now - 1000 > 400 and poller.stats["throttled_polls"] == 12   # far beyond max_stale
     # throttled and another store down: an outage, at no faster pace than the throttling allows
     poller, clock, wall, _ = make({"max_stale": 100.0}, rand=0.0)
     poll(poller, clock, wall, throttled_error(also_down=True))
@@ -540,7 +540,7 @@ def test_throttling_never_trips_max_stale_but_an_outage_with_it_does():
 def test_the_interval_is_capped_and_a_backed_off_fleet_is_spread():
     from secretrun.backoff import Backoff
 
-    for base, cap in ((30.0, 3600.0), (120.0, 120.0 * 64)):
+    for base, cap in ((30.0, 30.0 * 64), (120.0, 3600.0), (1800.0, 7200.0)):
         b = Backoff(base, rand=lambda: 0.5)
         for _ in range(20):
             b.throttled()
