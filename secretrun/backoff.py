@@ -10,8 +10,11 @@ throttling error (``errors.Throttled``). So each instance, on its own:
   less, but at least 4 × ``poll_interval``), and waits a
   random 100-150% of it, so instances throttled in the same second come
   back spread over half an interval instead of in one wave;
-- **steps back by one poll_interval** after every poll the store answered,
-  until it is at ``poll_interval`` again; it never polls faster than that.
+- **steps back by one poll_interval** (or an eighth of its interval, when
+  that is more) after every poll the store answered, until it is at
+  ``poll_interval`` again; it never polls faster than that. The eighth lets
+  an instance that was throttled many times come back within tens of polls
+  rather than hundreds.
 
 Doubling removes half of a fleet's excess within a poll or two; stepping
 back linearly adds load slowly, so a fleet settles at the limit, with a
@@ -31,6 +34,7 @@ SPREAD = 0.5        # a throttled instance waits interval × [1, 1 + SPREAD)
 CAP_FACTOR = 64.0   # the interval is at most min(poll_interval × this, CAP_TIME)...
 CAP_TIME = 3600.0
 CAP_LEAST = 4.0     # ... but never less than poll_interval × this
+STEP_SHARE = 0.125  # an answered poll takes max(poll_interval, interval × this) off the interval
 CALM_POLLS = 10     # an episode ends after this many answered polls at poll_interval
 
 
@@ -62,7 +66,7 @@ class Backoff:
         """The store answered a poll: one step back towards ``base``. The
         interval to use now (unjittered)."""
         if self.interval > self.base:
-            self.interval = max(self.base, self.interval - self.base)
+            self.interval = max(self.base, self.interval - max(self.base, self.interval * STEP_SHARE))
         elif self.episode:
             self.calm += 1
             self.episode = self.calm < CALM_POLLS

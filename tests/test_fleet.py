@@ -58,3 +58,84 @@ def test_a_rotation_restarts_every_instance_once_spread_over_splay():
     # seen at each instance's next poll: already spread over one interval;
     # splay spreads them further
     assert restarts[0.0] <= 15 and restarts[300.0] <= restarts[0.0]
+
+
+# --- live: real supervisors against a real OpenBao rate-limit quota -------------------------------
+
+
+def test_supervisors_polling_faster_than_an_openbao_quota_back_off_and_a_rotation_still_reaches_them(
+        bao, tmp_path):
+    """Four ``secretrun --watch`` supervisors, 5 secrets each, polling every
+    100 ms (200 requests/s) against a 20/s quota: the 429s fall as they back
+    off, and a rotation still restarts every command with the new value."""
+    import json
+    import time
+
+    from tests.conftest import CANARY, assert_no_canary
+    from tests.vault_server import put_kv2
+    from tests.watch_fixtures import Watched, manifest_text, wait_for
+
+    root = bao.server.client()
+    root.sys.enable_secrets_engine("kv", path="fleet", options={"version": "2"})
+    for k in range(5):
+        put_kv2(root, f"s{k}", {"value": f"{CANARY}-{k}"}, mount="fleet")
+    # A mount of its own: quotas match paths, and no other test reads this one.
+    root.write_data("sys/quotas/rate-limit/fleet-test", data={"path": "fleet/", "rate": 20, "interval": "1s"})
+    env = "\n".join(f'S{k} = "${{vault:fleet/s{k}#value}}"' for k in range(5))
+    provider = f'[providers.vault]\ntype = "vault"\naddress = "{bao.url}"'
+    pods = []
+    try:
+        for i in range(4):
+            home = tmp_path / f"pod{i}"
+            home.mkdir()
+            status = home / "status.json"
+            text = manifest_text(home, {"poll_interval": '"100ms"', "status_file": f'"{status}"'},
+                                 env=env, provider=provider)
+            pods.append((Watched(home, text, env={"VAULT_TOKEN": bao.root}, log_level="info"), status))
+
+        def totals():
+            throttled = polls = 0
+            for _, status in pods:
+                try:
+                    data = json.loads(status.read_text())
+                except (OSError, ValueError):
+                    continue
+                throttled += data.get("throttled_polls", 0)
+                polls += data.get("polls", 0)
+            return throttled, polls
+
+        samples = []
+        started = time.monotonic()
+        while time.monotonic() - started < 12.0:
+            samples.append((time.monotonic() - started, *totals()))
+            time.sleep(0.2)
+
+        def rate(lo, hi, column):
+            inside = [s for s in samples if lo <= s[0] < hi]
+            return (inside[-1][column] - inside[0][column]) / (inside[-1][0] - inside[0][0])
+
+        early, late = rate(0.5, 3.5, 1), rate(8.5, 12.0, 1)
+        print(f"429s/s: {early:.1f} at 0.5-3.5 s, {late:.1f} at 8.5-12 s; requests/s at 8.5-12 s: "
+              f"{5 * rate(8.5, 12.0, 2):.1f} (quota 20/s)")
+        # Each throttled poll is one 429: the refresh stops at it and does not retry.
+        assert late < early / 2, (early, late)
+        # 5 probes a poll: the four are down to about the quota, from 10x it.
+        assert 5 * rate(8.5, 12.0, 2) < 2 * 20, samples[-1]
+        for w, status in pods:
+            data = json.loads(status.read_text())
+            assert data["poll_interval_now"] > 0.1 and data["throttled_polls"] > 0
+            assert w.stderr.count("throttling the polls") <= 3 and w.alive()
+
+        put_kv2(root, "s0", {"value": f"{CANARY}-rotated"}, mount="fleet")
+        for w, _ in pods:
+            starts = w.records.wait_starts(2, timeout=25)
+            assert starts[-1]["env"]["S0"] == f"{CANARY}-rotated"
+            assert starts[-1]["env"]["S4"] == f"{CANARY}-4"
+        for w, _ in pods:
+            assert_no_canary(w.stderr, w.stdout)
+            assert_no_canary(w.stderr, w.stdout, canary=f"{CANARY}-rotated")
+    finally:
+        for w, _ in pods:
+            w.close()
+        root.delete("sys/quotas/rate-limit/fleet-test")
+        root.sys.disable_secrets_engine("fleet")

@@ -263,6 +263,10 @@ def test_versions_come_from_the_access_call_never_from_metadata(gcp, gcp_store):
     gcp_store.put(P, "db", "two")
     assert provider.fetch(sid("db")).version == "2"
     assert set(gcp_store.calls) == {"AccessSecretVersion"}
+    # A pinned version number never changes: polling it costs nothing.
+    calls = dict(gcp_store.calls)
+    assert provider.probe(sid("db", version="1")) == "1" == provider.fetch(sid("db", version="1")).version
+    assert gcp_store.calls["AccessSecretVersion"] == calls["AccessSecretVersion"] + 1
 
 
 def test_session_refresh_sees_a_new_version(gcp_store, tmp_path):
