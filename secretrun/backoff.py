@@ -6,7 +6,7 @@ them can see the others. The only signal is the store's own answer: a
 throttling error (``errors.Throttled``). So each instance, on its own:
 
 - **doubles its interval** when a poll is throttled (at least the store's
-  ``Retry-After``; at most 64 × ``poll_interval`` or an hour, whichever is
+  ``Retry-After``; at most 32 × ``poll_interval`` or an hour, whichever is
   less, but at least 4 × ``poll_interval``), and waits a
   random 100-150% of it, so instances throttled in the same second come
   back spread over half an interval instead of in one wave;
@@ -31,7 +31,7 @@ from .errors import Throttled
 
 FACTOR = 2.0        # interval × this on a throttled poll
 SPREAD = 0.5        # a throttled instance waits interval × [1, 1 + SPREAD)
-CAP_FACTOR = 64.0   # the interval is at most min(poll_interval × this, CAP_TIME)...
+CAP_FACTOR = 32.0   # the interval is at most min(poll_interval × this, CAP_TIME)...
 CAP_TIME = 3600.0
 CAP_LEAST = 4.0     # ... but never less than poll_interval × this
 STEP_SHARE = 0.125  # an answered poll takes max(poll_interval, interval × this) off the interval

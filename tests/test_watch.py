@@ -535,7 +535,7 @@ def test_throttling_never_trips_max_stale_but_an_outage_with_it_does():
     poller, clock, wall, _ = make({"max_stale": 10.0}, rand=0.0)
     for _ in range(12):
         assert poll(poller, clock, wall, throttled_error()) is None
-    assert clock.now - 1000 > 400 and poller.stats["throttled_polls"] == 12   # far beyond max_stale
+    assert clock.now - 1000 > 200 and poller.stats["throttled_polls"] == 12   # far beyond max_stale
     # throttled and another store down: an outage, at no faster pace than the throttling allows
     poller, clock, wall, _ = make({"max_stale": 100.0}, rand=0.0)
     poll(poller, clock, wall, throttled_error(also_down=True))
@@ -546,7 +546,7 @@ def test_throttling_never_trips_max_stale_but_an_outage_with_it_does():
 def test_the_interval_is_capped_and_a_backed_off_fleet_is_spread():
     from secretrun.backoff import Backoff
 
-    for base, cap in ((30.0, 30.0 * 64), (120.0, 3600.0), (1800.0, 7200.0)):
+    for base, cap in ((30.0, 30.0 * 32), (120.0, 3600.0), (1800.0, 7200.0)):
         b = Backoff(base, rand=lambda: 0.5)
         for _ in range(20):
             b.throttled()
