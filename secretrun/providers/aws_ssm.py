@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..errors import InvalidSecret, NotFound, ProviderConfigError, ProviderError
 from .aws_common import AwsClient, read_settings
@@ -105,27 +105,10 @@ class SsmProvider(Provider):
         """One ``GetParameters`` call for up to 10 references; path imports,
         and any answer the call leaves unclear, are read on their own. A
         failure of the whole call is raised."""
-        out: Dict[SecretId, Union[Secret, ProviderError]] = {}
-        wanted: Dict[SecretId, str] = {}
-        for sid in sids:
-            if sid.tree:
-                continue
-            try:
-                wanted[sid] = self._request(sid)
-            except ProviderError as exc:
-                out[sid] = exc
-        names = list(dict.fromkeys(wanted.values()))
-        if len(names) > BATCH_LIMIT:
-            raise ProviderConfigError(f"GetParameters takes at most {BATCH_LIMIT} names, not {len(names)}")
-        if len(names) > 1:
-            response = self.aws.call("get_parameters", f"{len(names)} parameters", Names=names, WithDecryption=True)
-            found = _match_parameters(names, response.get("Parameters") or [])
-            invalid = set(response.get("InvalidParameters") or ())
-            for sid, name in wanted.items():
-                if name in found:
-                    out[sid] = _secret(found[name], _what(sid.path))
-                elif name in invalid:
-                    out[sid] = NotFound(f"{_what(sid.path)} does not exist in {self.describe()}")
+        found, errors = self._get_parameters(sids, decrypt=True, alone=lambda sid: sid.tree)
+        out: Dict[SecretId, Union[Secret, ProviderError]] = dict(errors)
+        for sid, parameter in found.items():
+            out[sid] = _secret(parameter, _what(sid.path))
         for sid in sids:
             if sid not in out:
                 try:
@@ -133,6 +116,36 @@ class SsmProvider(Provider):
                 except ProviderError as exc:
                     out[sid] = exc
         return out
+
+    def _get_parameters(self, sids: Tuple[SecretId, ...], decrypt: bool, alone: Callable[[SecretId], bool]
+                        ) -> Tuple[Dict[SecretId, Mapping[str, Any]], Dict[SecretId, ProviderError]]:
+        """One ``GetParameters`` for the references not asked ``alone``:
+        the parameter each one found, and the errors of those refused or
+        reported missing. Others (an answer left unclear) are in neither."""
+        errors: Dict[SecretId, ProviderError] = {}
+        wanted: Dict[SecretId, str] = {}
+        for sid in sids:
+            if alone(sid):
+                continue
+            try:
+                wanted[sid] = self._request(sid)
+            except ProviderError as exc:
+                errors[sid] = exc
+        names = list(dict.fromkeys(wanted.values()))
+        if len(names) > BATCH_LIMIT:
+            raise ProviderConfigError(f"GetParameters takes at most {BATCH_LIMIT} names, not {len(names)}")
+        found: Dict[SecretId, Mapping[str, Any]] = {}
+        if len(names) > 1:
+            response = self.aws.call("get_parameters", f"{len(names)} parameters", Names=names,
+                                     WithDecryption=decrypt)
+            parameters = _match_parameters(names, response.get("Parameters") or [])
+            invalid = set(response.get("InvalidParameters") or ())
+            for sid, name in wanted.items():
+                if name in parameters:
+                    found[sid] = parameters[name]
+                elif name in invalid:
+                    errors[sid] = NotFound(f"{_what(sid.path)} does not exist in {self.describe()}")
+        return found, errors
 
     def _parameters_by_path(self, sid: SecretId, decrypt: bool) -> Tuple[str, List[Mapping[str, Any]]]:
         what = f"path {sid.path!r}"
@@ -191,29 +204,13 @@ class SsmProvider(Provider):
         without decryption; path imports, pinned versions and any answer the
         call leaves unclear are probed on their own. A failure of the whole
         call is raised."""
-        out: Dict[SecretId, Union[str, None, ProviderError]] = {}
-        wanted: Dict[SecretId, str] = {}
-        for sid in sids:
-            if sid.tree or (sid.version is not None and sid.version.isdigit()):
-                continue
-            try:
-                wanted[sid] = self._request(sid)
-            except ProviderError as exc:
-                out[sid] = exc
-        names = list(dict.fromkeys(wanted.values()))
-        if len(names) > 1:
-            response = self.aws.call("get_parameters", f"{len(names)} parameters", Names=names[:BATCH_LIMIT],
-                                     WithDecryption=False)
-            found = _match_parameters(names, response.get("Parameters") or [])
-            invalid = set(response.get("InvalidParameters") or ())
-            for sid, name in wanted.items():
-                version = (found.get(name) or {}).get("Version")
-                if version is not None:
-                    out[sid] = str(version)
-                elif name in invalid:
-                    out[sid] = NotFound(f"{_what(sid.path)} does not exist in {self.describe()}")
-        rest = tuple(sid for sid in sids if sid not in out)
-        out.update(super().probe_batch(rest))
+        asked_alone = lambda sid: sid.tree or (sid.version is not None and sid.version.isdigit())  # noqa: E731
+        found, errors = self._get_parameters(sids, decrypt=False, alone=asked_alone)
+        out: Dict[SecretId, Union[str, None, ProviderError]] = dict(errors)
+        for sid, parameter in found.items():
+            if parameter.get("Version") is not None:
+                out[sid] = str(parameter["Version"])
+        out.update(super().probe_batch(tuple(sid for sid in sids if sid not in out)))
         return out
 
     # --- writing ----------------------------------------------------------------
