@@ -157,7 +157,6 @@ class Run(NamedTuple):
     restarts: List[int]
     polls: List[int]
     slowed: List[int]        # instances polling slower than poll_interval
-    intervals_at_end: List[float]
     warnings: int
 
 
@@ -241,8 +240,7 @@ def simulate(store: Store, instances: int, secrets: int, interval: float, durati
     for s_ in range(1, seconds):   # seconds without a poll keep the count before them
         if polls[s_] == 0:
             slowed[s_] = slowed[s_ - 1]
-    return Run(seconds, sent, throttled, limit, restarts, polls, slowed,
-               [p.backoff.interval for p in pollers], log.warnings)
+    return Run(seconds, sent, throttled, limit, restarts, polls, slowed, log.warnings)
 
 
 # --- reading a run ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Slowing down when a store throttles: the poll interval of one watching
-instance, under additive-increase/multiplicative-decrease of its rate.
+instance, lengthened multiplicatively and recovered additively.
 
 A store's rate limit is shared by every instance that polls it, and none of
 them can see the others. The only signal is the store's own answer: a
@@ -7,9 +7,9 @@ throttling error (``errors.Throttled``). So each instance, on its own:
 
 - **doubles its interval** when a poll is throttled (at least the store's
   ``Retry-After``; at most 32 × ``poll_interval`` or an hour, whichever is
-  less, but at least 4 × ``poll_interval``), and waits a
-  random 100-150% of it, so instances throttled in the same second come
-  back spread over half an interval instead of in one wave;
+  less, but at least 4 × ``poll_interval``), and waits a random 100-150%
+  of it, so instances throttled in the same second come back spread over
+  half an interval instead of in one wave;
 - **steps back by one poll_interval** (or an eighth of its interval, when
   that is more) after every poll the store answered, until it is at
   ``poll_interval`` again; it never polls faster than that. The eighth lets
@@ -17,10 +17,11 @@ throttling error (``errors.Throttled``). So each instance, on its own:
   rather than hundreds.
 
 Doubling removes half of a fleet's excess within a poll or two; stepping
-back linearly adds load slowly, so a fleet settles at the limit, with a
-small share of polls throttled, instead of swinging around it (TCP's
-congestion control, for the same reason). ``bench/fleet.py`` runs this code for 10,000 instances against
-models of each store's limit. Pure: the caller passes randomness in.
+back in small steps adds load slowly, so a fleet settles at the limit
+(about 1% of requests refused when a poll is 20 requests) instead of
+swinging around it, as TCP's congestion control does for the same reason.
+``bench/fleet.py`` runs this code for 10,000 instances against models of
+each store's limit. Pure: the caller passes randomness in.
 """
 
 from __future__ import annotations
