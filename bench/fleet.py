@@ -19,7 +19,8 @@ Three runs per store and fleet size:
 - **default**: every instance at the default ``poll_interval`` (30 s),
   phases spread over one interval. Where that asks more than the limit, the
   fleet has to find the limit by itself: the steady-state rate (last third
-  of the run) against the limit, the share of requests throttled there, and
+  of the run) against the limit, the share of requests throttled there
+  (beside the same fleet as before this back-off, ``baseline``), and
   how long until no window of the settled interval had more than 10% of
   its requests refused.
 - **episode**: the fleet at the interval recommended for it (half the limit
@@ -162,12 +163,15 @@ class Run(NamedTuple):
 
 def simulate(store: Store, instances: int, secrets: int, interval: float, duration: float, seed: int = 1,
              episode: Optional[Tuple[float, float, float]] = None, rotate_at: Optional[float] = None,
-             splay: float = 0.0) -> Run:
+             splay: float = 0.0, baseline: bool = False) -> Run:
     """Run ``instances`` real pollers for ``duration`` virtual seconds.
 
     ``episode``: (start, end, factor): the limit is ``factor`` × itself in
     between. ``rotate_at``: one secret changes then; each instance restarts
     its command after ``splay`` × random once its poller decides to.
+    ``baseline``: as before throttling had its own error: a refresh asks
+    every secret whatever the answers, and the poller sees an outage (its
+    backoff: ×2 per failure, at most max(poll_interval, 60 s)).
     """
     rng = random.Random(seed)
     clock = [0.0]
@@ -187,7 +191,8 @@ def simulate(store: Store, instances: int, secrets: int, interval: float, durati
     answer = Throttled(f"{store.name}: {store.probe} was throttled")
     error = ResolutionError([Problem(Kind.UNAVAILABLE, str(answer), provider=store.key)],
                             title="could not refresh secrets")
-    error.throttled = (answer,)
+    if not baseline:
+        error.throttled = (answer,)
     log = _Quiet()
     settings = _Settings(interval)
     rand = rng.random
@@ -221,8 +226,9 @@ def simulate(store: Store, instances: int, secrets: int, interval: float, durati
         if not ok:
             # The SDK's own retry comes at once here, so it is throttled too
             # (pessimistic: botocore waits up to a second first).
-            sent[second] += store.sdk_attempts
-            throttled[second] += store.sdk_attempts
+            refused = (wanted - got if baseline else 1) * store.sdk_attempts
+            sent[second] += refused
+            throttled[second] += refused
         if ok:
             if changed:
                 seen[i] = True
@@ -291,6 +297,8 @@ class Report(NamedTuple):
     store: str
     instances: int
     secrets: int
+    before_rate: float                # the default run, as before this back-off (``baseline``)
+    before_throttled: float
     default_rate: float
     default_limit: float
     default_throttled: float
@@ -318,6 +326,10 @@ def measure(store: Store, instances: int, secrets: int, seed: int = 1) -> Report
     width = int(max(store.window, DEFAULT_INTERVAL, needed_interval(store, instances, secrets)))
     conv = converged(run, 0, end, width)
     warnings = run.warnings
+    # Before: the outage backoff settles within minutes (it stops at 60 s).
+    before = simulate(store, instances, secrets, DEFAULT_INTERVAL, min(duration, 40 * 60.0), seed, baseline=True)
+    b_end = before.seconds - 1
+    b_rate, _, b_share = steady(before, b_end * 2 // 3, b_end)
 
     interval = recommended_interval(store, instances, secrets)
     span = 33 * interval
@@ -336,7 +348,7 @@ def measure(store: Store, instances: int, secrets: int, seed: int = 1) -> Report
         rot = simulate(store, instances, secrets, interval, 7 * interval, seed + 2, rotate_at=interval,
                        splay=splay)
         peaks.append(float(max(rot.restarts)))
-    return Report(store.key, instances, secrets, rate, lim, share, conv, interval, e_conv, recover, e_share,
+    return Report(store.key, instances, secrets, b_rate, b_share, rate, lim, share, conv, interval, e_conv, recover, e_share,
                   q_share, q_rate, wave, (peaks[0], peaks[1]), warnings + epi.warnings,
                   time.perf_counter() - started)
 
@@ -355,14 +367,17 @@ def _dur(seconds: Optional[float]) -> str:
 
 
 def table(reports: List[Report]) -> str:
-    lines = ["| store | instances | at 30 s: sent / limit | refused | settled after | "
+    lines = ["| store | instances | at 30 s, before: sent / limit | refused | now: sent / limit | refused | "
+             "settled after | "
              "recommended interval | sent / limit there | limit ÷4 for 10 intervals: refused | settled after | "
              "95% back at the interval after | wave index | peak restarts/s (splay 0 / 4 intervals) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in reports:
         store = STORES[r.store]
         lines.append(
-            f"| {store.name} | {r.instances:,} | {r.default_rate:,.0f} / {r.default_limit:,.0f} "
+            f"| {store.name} | {r.instances:,} | {r.before_rate:,.0f} / {r.default_limit:,.0f} "
+            f"({r.before_rate / r.default_limit:.2f}×) | {100 * r.before_throttled:.1f}% "
+            f"| {r.default_rate:,.0f} / {r.default_limit:,.0f} "
             f"({r.default_rate / r.default_limit:.2f}×) | {100 * r.default_throttled:.1f}% | "
             f"{_dur(r.default_converge)} | {_dur(r.interval)} | {r.quiet_rate:,.0f} / {store.rate:,.0f} "
             f"({r.quiet_rate / store.rate:.2f}×) | {100 * r.episode_throttled:.1f}% | {_dur(r.episode_converge)} | "

@@ -24,6 +24,11 @@ def test_a_fleet_over_the_limit_backs_off_to_it_and_stays_there():
     # and the instances never polled in lockstep after the first throttling
     assert wave_index(run, 600, end, 30.0) < 3.0
     assert run.warnings < 2 * 400         # one warning per instance and episode, not per poll
+    # The same fleet as before throttling had its own error: an outage's backoff
+    # (at most 60 s, 2x the interval) and every secret asked at each poll.
+    before = simulate(QUOTA, 400, 20, 30.0, 3000.0, seed=3, baseline=True)
+    before_rate, _, before_share = steady(before, end * 2 // 3, end)
+    assert before_rate > 1.5 * limit and before_share > 0.4 and before_share > 20 * share
 
 
 def test_at_the_recommended_interval_nothing_is_throttled_and_an_episode_is_absorbed():
