@@ -12,7 +12,7 @@ missing variable at once instead of fixing them one run at a time.
     └── CommandError          126 / 127, the command cannot be executed
 
 Store-side failures are ``ProviderError`` subclasses (``NotFound``, ``Denied``,
-``Unavailable``, ``InvalidSecret``, ``ProviderConfigError``). Providers raise them,
+``Unavailable`` and its ``Throttled``, ``InvalidSecret``, ``ProviderConfigError``). Providers raise them,
 the resolver keeps them as data and turns them into problems naming the variable.
 
 Nothing in this module ever holds a secret value: a ``Problem`` has names,
@@ -22,7 +22,7 @@ a value into them.
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterable, NamedTuple, Optional
+from typing import ClassVar, Iterable, NamedTuple, Optional, Tuple
 
 from . import exitcodes
 
@@ -151,6 +151,10 @@ class ManifestError(ProblemReport):
 class ResolutionError(ProblemReport):
     title = "could not resolve the environment"
 
+    #: The throttling answers among the problems (set by a watch refresh):
+    #: the poller slows down for them instead of treating them as an outage.
+    throttled: Tuple["Throttled", ...] = ()
+
 
 # --- store-side errors, raised by providers and kept as data by the resolver ---
 
@@ -184,6 +188,17 @@ class Unavailable(ProviderError):
     def __init__(self, message: str = "", retry_after: Optional[float] = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Throttled(Unavailable):
+    """The store is up but refused the request for its rate: HTTP 429 (Vault
+    and OpenBao rate-limit quotas, Azure Key Vault), AWS
+    ``ThrottlingException``/``TooManyRequestsException``, GCP
+    ``RESOURCE_EXHAUSTED``. ``retry_after`` when the store sent one.
+
+    Retried like any ``Unavailable`` when resolving for a start; a watching
+    supervisor instead lengthens its poll interval (``secretrun.backoff``),
+    since a fleet that retries at once is what keeps a store throttling."""
 
 
 class InvalidSecret(ProviderError):

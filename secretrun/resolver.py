@@ -13,7 +13,9 @@ Fetching (``fetch_all``):
   chunks of ``batch_size`` where the store has a batch verb;
 - errors whose ``retryable`` is true (``Unavailable``, unless it says
   otherwise, as a TLS refusal does) retried ``settings.retries`` times with
-  exponential backoff and full jitter; nothing else is retried.
+  exponential backoff and full jitter; nothing else is retried. A watch
+  refresh does not retry ``Throttled`` answers: the poller slows down instead
+  (``secretrun.backoff``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, 
 
 from . import logs
 from .deadline import bounded
-from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError
+from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError, Throttled
 from .manifest import Manifest, Settings
 from .providers import load as load_provider
 from .providers.base import Provider, ProviderContext, Secret, SecretId
@@ -64,13 +66,20 @@ def _pause(attempt: int, error: object) -> float:
     return max(_backoff(attempt), getattr(error, "retry_after", None) or 0.0)
 
 
-def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float], None]) -> Any:
+def _again(outcome: object, throttled: bool) -> bool:
+    """Whether a failed answer is worth asking again: the error says so, and a
+    throttled one only where throttling is retried (not in a watch refresh)."""
+    return isinstance(outcome, ProviderError) and outcome.retryable and (throttled or not isinstance(outcome, Throttled))
+
+
+def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float], None],
+                  throttled: bool = True) -> Any:
     attempt = 0
     while True:
         try:
             return call()
         except ProviderError as exc:   # the error says whether asking again can help
-            if attempt >= retries or not exc.retryable:
+            if attempt >= retries or not exc.retryable or (not throttled and isinstance(exc, Throttled)):
                 raise
             sleep(_pause(attempt, exc))
             attempt += 1
@@ -78,12 +87,20 @@ def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float]
 
 def fetch_all(providers: Mapping[str, Provider], sids: Iterable[SecretId], retries: int = 3,
               sleep: Callable[[float], None] = time.sleep,
-              observe: Optional[Callable[[SecretId, Outcome, float], None]] = None) -> Snapshot:
+              observe: Optional[Callable[[SecretId, Outcome, float], None]] = None,
+              retry_throttled: bool = True) -> Snapshot:
     """Fetch every id once; errors are returned, not raised. ``observe`` is
     told each outcome and how long its request took (a batch's time for each
-    of its ids), from whichever thread fetched it."""
+    of its ids), from whichever thread fetched it. ``retry_throttled=False``
+    returns a ``Throttled`` answer at once (a watch refresh)."""
+    fetch_one, run_task = _fetch_one, _run_task
+    if not retry_throttled:
+        import functools
+
+        fetch_one = functools.partial(_fetch_one, throttled=False)
+        run_task = functools.partial(_run_task, throttled=False)
     if observe is not None:
-        inner_fetch, inner_task = _fetch_one, _run_task
+        inner_fetch, inner_task = fetch_one, run_task
 
         def timed_one(provider, sid, retries, sleep):
             start = time.monotonic()
@@ -99,7 +116,7 @@ def fetch_all(providers: Mapping[str, Provider], sids: Iterable[SecretId], retri
             return got
 
         return _fetch_all(providers, sids, retries, sleep, timed_one, timed_task)
-    return _fetch_all(providers, sids, retries, sleep, _fetch_one, _run_task)
+    return _fetch_all(providers, sids, retries, sleep, fetch_one, run_task)
 
 
 def _fetch_all(providers, sids, retries, sleep, fetch_one, run_task) -> Snapshot:
@@ -139,18 +156,19 @@ def _fetch_all(providers, sids, retries, sleep, fetch_one, run_task) -> Snapshot
     return out
 
 
-def _fetch_one(provider: Provider, sid: SecretId, retries: int, sleep) -> Outcome:
+def _fetch_one(provider: Provider, sid: SecretId, retries: int, sleep, throttled: bool = True) -> Outcome:
     try:
-        return _with_retries(lambda: bounded(provider, lambda: provider.fetch(sid)), retries, sleep)
+        return _with_retries(lambda: bounded(provider, lambda: provider.fetch(sid)), retries, sleep, throttled)
     except ProviderError as exc:
         return exc
     except Exception as exc:  # a provider bug must not become a traceback with values in it
         return ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
 
 
-def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sleep) -> Dict[SecretId, Outcome]:
+def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sleep,
+              throttled: bool = True) -> Dict[SecretId, Outcome]:
     if len(chunk) == 1 or provider.batch_size <= 1:
-        return {sid: _fetch_one(provider, sid, retries, sleep) for sid in chunk}
+        return {sid: _fetch_one(provider, sid, retries, sleep, throttled) for sid in chunk}
     pending = chunk
     result: Dict[SecretId, Outcome] = {}
     attempt = 0
@@ -166,14 +184,37 @@ def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sle
         # say) are read one by one, with their own retries.
         for sid in pending:
             if sid not in got:
-                got[sid] = _fetch_one(provider, sid, retries, sleep)
+                got[sid] = _fetch_one(provider, sid, retries, sleep, throttled)
         result.update(got)
-        again = {s for s, out in got.items() if isinstance(out, ProviderError) and out.retryable}
-        pending = tuple(s for s in pending if s in again)
+        pending = tuple(s for s in pending if _again(got[s], throttled))
         if not pending or attempt >= retries:
             return result
         sleep(_pause(attempt, max((got[s] for s in pending), key=lambda e: getattr(e, "retry_after", 0) or 0)))
         attempt += 1
+
+
+def probe_all(provider: Provider, sids: List[SecretId]) -> Dict[SecretId, Union[str, Secret, None, ProviderError]]:
+    """Each id's probe answer (or error), in chunks of ``batch_size`` through
+    ``probe_batch``. Once the store throttles, the rest is not asked: those
+    ids are left out of the answer."""
+    out: Dict[SecretId, Union[str, Secret, None, ProviderError]] = {}
+    size = max(1, provider.batch_size)
+    for i in range(0, len(sids), size):
+        chunk = tuple(sids[i:i + size])
+        try:
+            if len(chunk) > 1:
+                got = dict(bounded(provider, lambda: provider.probe_batch(chunk)))
+            else:
+                got = {chunk[0]: bounded(provider, lambda: provider.probe(chunk[0]))}
+        except ProviderError as exc:
+            got = {sid: exc for sid in chunk}
+        except Exception as exc:  # a provider bug must not become a traceback with values in it
+            err = ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
+            got = {sid: err for sid in chunk}
+        out.update(got)
+        if any(isinstance(v, Throttled) for v in got.values()):
+            break
+    return out
 
 
 # --- the session -----------------------------------------------------------------
@@ -307,7 +348,7 @@ class Session:
 
     # -- resolution --
 
-    def _fetch(self, sids: List[SecretId]) -> Snapshot:
+    def _fetch(self, sids: List[SecretId], retry_throttled: bool = True) -> Snapshot:
         usable: Dict[str, Provider] = {}
         for name in dict.fromkeys(s.provider for s in sids):
             provider = self._provider(name)
@@ -326,7 +367,7 @@ class Session:
                 if observe:
                     observe(sid, err, 0.0)
             return refused  # a malformed reference: nothing is fetched
-        return fetch_all(usable, sids, self.settings.retries, observe=observe)
+        return fetch_all(usable, sids, self.settings.retries, observe=observe, retry_throttled=retry_throttled)
 
     def _users(self, sid: SecretId) -> List[str]:
         names = [v.name for v in self.manifest.env.values() if any(r.secret_id == sid for r in refs(v.template))]
@@ -358,41 +399,56 @@ class Session:
 
     def refresh(self) -> Rendered:
         """Re-resolve for polling: secrets whose provider offers a cheap
-        ``probe`` are refetched only when the probe says their version moved."""
+        ``probe`` are refetched only when the probe says their version moved.
+
+        A store that throttles is asked nothing more in this refresh (its
+        other secrets keep their last good values until the next poll) and
+        its ``Throttled`` answers are not retried here: the error raised
+        carries them as ``throttled``, and the poller slows down."""
         with self._lock:
             wanted = self._wanted()
             stale = []
             expiring = self._expiring()
+            probes: Dict[str, List[SecretId]] = {}
             for sid in wanted:
                 old = self.snapshot.get(sid)
                 provider = self.providers.get(sid.provider)
                 if provider is None or not isinstance(old, Secret) or sid in expiring:
                     stale.append(sid)
-                    continue
-                if self._changes is not None and self._pushed(sid):
-                    continue
-                try:
-                    # Every provider is asked, even without a version to compare:
-                    # a local store rereads its file here.
-                    token = bounded(provider, lambda: provider.probe(sid))
-                except ProviderError as exc:
-                    self.snapshot[sid] = exc
-                    continue
-                if isinstance(token, Secret):  # the probe was a read: no second request
-                    self.snapshot[sid] = token
-                elif token is None or old.version is None or token != old.version:
-                    stale.append(sid)
-            fresh = self._fetch(stale)
+                elif self._changes is not None and self._pushed(sid):
+                    continue   # the change stream answers for it
+                else:
+                    probes.setdefault(sid.provider, []).append(sid)
+            failures: Dict[SecretId, ProviderError] = {}
+            throttled = set()
+            for name, sids in probes.items():
+                # Every provider is asked, even without a version to compare:
+                # a local store rereads its file here.
+                for sid, token in probe_all(self.providers[name], sids).items():
+                    old = getattr(self.snapshot[sid], "version", None)   # a Secret: only those are probed
+                    if isinstance(token, ProviderError):
+                        failures[sid] = token
+                        if isinstance(token, Throttled):
+                            throttled.add(name)
+                    elif isinstance(token, Secret):  # the probe was a read: no second request
+                        self.snapshot[sid] = token
+                    elif token is None or old is None or token != old:
+                        stale.append(sid)
+            # What a throttling store would be asked next waits for the next poll.
+            stale = [s for s in stale if s.provider not in throttled or not isinstance(self.snapshot.get(s), Secret)]
+            fresh = self._fetch(stale, retry_throttled=False)
             # Keep last good values for secrets whose store failed: the
             # supervisor decides what an outage means, from the problems.
-            failures = {sid: out for sid, out in fresh.items() if isinstance(out, ProviderError)}
+            failures.update((sid, out) for sid, out in fresh.items() if isinstance(out, ProviderError))
             good = {sid: out for sid, out in fresh.items() if not isinstance(out, ProviderError)}
             self.snapshot.update(good)
             self._track_leases(good)
             if failures:
                 problems = [Problem(exc.kind, str(exc), provider=sid.provider, reference=str(sid))
                             for sid, exc in failures.items()]
-                raise ResolutionError(problems, title="could not refresh secrets")
+                error = ResolutionError(problems, title="could not refresh secrets")
+                error.throttled = tuple(exc for exc in failures.values() if isinstance(exc, Throttled))
+                raise error
             return self._render()
 
     def _pushed(self, sid: SecretId) -> bool:

@@ -23,6 +23,13 @@ Policy, in one place:
   (``poll_interval`` × 2ⁿ, at most ``max(poll_interval, 60 s)``), one info
   line on recovery. With ``max_stale`` set, a command whose values have not
   been confirmed for that long is stopped (``Decision("stale")``).
+- **Throttling**: a refresh that a store refused for its rate (``Throttled``,
+  HTTP 429 and the like) is no outage: the command is left alone, the poll
+  interval doubles (at least the store's ``Retry-After``), and steps back by
+  one ``poll_interval`` after each answered poll (``secretrun.backoff``).
+  One warning per episode, one info line once the interval has been back at
+  ``poll_interval`` for 10 polls; the status file shows ``throttled`` and
+  ``poll_interval_now``.
 - **Leases**: before the earliest lease or token expiry that renewal cannot
   extend, a refresh is forced and any change restarts the command, whatever
   the variable's own policy.
@@ -33,6 +40,8 @@ from __future__ import annotations
 import random
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from .backoff import Backoff, retry_after, throttling
 
 # Strongest wins when several variables change at once.
 _RANK = {"ignore": 0, "signal": 1, "restart": 2, "exit": 3}
@@ -146,14 +155,21 @@ class Poller:
         self.outage_since: Optional[float] = None
         self.last_ok = now
         self.lease_deadline: Optional[float] = None
+        self.backoff = Backoff(self.interval, rand)
         self.next_poll = now + self._jittered(self.interval)
         # For the status file, in wall-clock time.
         self.stats: Dict[str, Any] = {"last_poll": None, "last_ok": wallclock(), "last_change": None,
                                       "last_change_vars": [], "store_healthy": True, "polls": 0,
-                                      "failed_polls": 0}
+                                      "failed_polls": 0, "throttled": False, "throttled_polls": 0,
+                                      "throttled_since": None, "poll_interval_now": self.interval}
 
     def _jittered(self, delay: float) -> float:
         return delay * (1 - JITTER + 2 * JITTER * self.rand())
+
+    def _next(self) -> float:
+        """The jittered wait to the next regular poll, at the interval the
+        throttling back-off allows (``poll_interval`` when there is none)."""
+        return self._jittered(self.backoff.interval)
 
     # --- scheduling ---
 
@@ -217,6 +233,12 @@ class Poller:
         self.stats["polls"] += 1
         forced, self.forced = self.forced, False
         if error is not None:
+            answers, only = throttling(error)
+            if only:
+                self._throttled(now, error, answers, forced)
+                return None
+            if answers:
+                self.backoff.throttled(retry_after(answers))   # an outage elsewhere too: slow down as well
             return self._failed(now, error, forced)
         self._recovered(now)
         if forced:
@@ -224,7 +246,7 @@ class Poller:
             return self._forced(rendered)
         if self.pending is None:
             if same(rendered, self.current):
-                self.next_poll = now + self._jittered(self.interval)
+                self.next_poll = now + self._next()
                 return None
             self.pending, self.pending_since = rendered, now
             self.next_poll = now + self.debounce
@@ -234,7 +256,7 @@ class Poller:
         if same(rendered, self.current):
             # Flipped back before it settled: nothing to do.
             self.pending = None
-            self.next_poll = now + self._jittered(self.interval)
+            self.next_poll = now + self._next()
             return None
         settled = same(rendered, self.pending)
         if not settled and now - self.pending_since < self.interval:
@@ -242,7 +264,7 @@ class Poller:
             self.next_poll = now + self.debounce
             return None
         self.pending = None
-        self.next_poll = now + self._jittered(self.interval)
+        self.next_poll = now + self._next()
         return self._decision(rendered)
 
     def _decision(self, rendered) -> Decision:
@@ -259,7 +281,7 @@ class Poller:
         return Decision(action, changed, reason, rendered, files_changed)
 
     def _forced(self, rendered) -> Optional[Decision]:
-        self.next_poll = self.clock() + self._jittered(self.interval)
+        self.next_poll = self.clock() + self._next()
         self.pending = None
         if same(rendered, self.current):
             self.log.warning("a lease is about to expire but the store returned the same values; "
@@ -288,12 +310,41 @@ class Poller:
         cap = max(self.interval, BACKOFF_CAP)
         delay = min(cap, self.interval * 2 ** min(self.failures, 20))
         self.next_poll = now + delay * (0.5 + 0.5 * self.rand())
+        if self.backoff.active:   # never back faster than a throttling store allows
+            self.next_poll = max(self.next_poll, now + self.backoff.interval)
         if forced:
             # Still forced, at the backoff pace.
             self.lease_deadline = self.next_poll
         return self.check_stale(now)
 
+    def _throttled(self, now: float, error: BaseException, answers, forced: bool) -> None:
+        """Every failure was a throttling answer: the store is up and the
+        command keeps its values (no outage, no ``max_stale``), but this
+        instance polls less often until the store stops refusing."""
+        delay = self.backoff.throttled(retry_after(answers))
+        self.stats["throttled_polls"] += 1
+        self.stats["poll_interval_now"] = self.backoff.interval
+        if not self.stats["throttled"]:
+            self.stats["throttled"] = True
+            self.stats["throttled_since"] = self.wallclock()
+            self.log.warning("a store is throttling the polls; polling less often until it stops",
+                             poll_interval=f"{self.backoff.interval:g}s", error=summarize_error(error))
+        else:
+            self.log.debug("still throttled", poll_interval=f"{self.backoff.interval:g}s")
+        self.next_poll = now + delay
+        if forced:
+            self.lease_deadline = self.next_poll
+        return None
+
     def _recovered(self, now: float) -> None:
+        self.backoff.answered()
+        self.stats["poll_interval_now"] = self.backoff.interval
+        if self.stats["throttled"] and not self.backoff.episode:
+            self.stats["throttled"] = False
+            self.log.info("polling every poll_interval again: the stores stopped throttling",
+                          throttled_for=f"{self.wallclock() - self.stats['throttled_since']:.0f}s",
+                          throttled_polls=self.stats["throttled_polls"])
+            self.stats["throttled_since"] = None
         if self.outage_since is not None:
             self.log.info("the stores answer again", down_for=f"{now - self.outage_since:.1f}s",
                           failed_polls=self.failures)

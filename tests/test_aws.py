@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import boto3
 import pytest
 
-from secretrun.errors import Denied, InvalidSecret, NotFound, ProviderConfigError, Unavailable
+from secretrun.errors import Denied, InvalidSecret, NotFound, ProviderConfigError, Throttled, Unavailable
 from secretrun.providers.aws_secretsmanager import SecretsManagerProvider
 from secretrun.providers.aws_ssm import SsmProvider, parameter_name, variable_name
 from secretrun.providers.base import ProviderContext, Secret, SecretId, select_field
@@ -273,7 +273,7 @@ def test_throttling_is_retried_by_the_sdk_then_unavailable(aws, proxy):
     proxy.fail("GetSecretValue", 400, "ThrottlingException")
     error = error_of(lambda: aws.secrets(endpoint_url=proxy.url).fetch(sid("busy")))
     assert isinstance(error, Unavailable) and error.retryable and error.kind == 69
-    assert "throttled" in str(error)
+    assert "throttled" in str(error) and isinstance(error, Throttled)
     # The SDK's own retries stay minimal: 2 attempts by default, as configured.
     assert proxy.hits["GetSecretValue"] == 2
     proxy.clear()
@@ -510,6 +510,26 @@ def test_ssm_batches_of_ten(aws):
     assert [got[s].value for s in wanted[1:25]] == [f"v{i}" for i in range(1, 25)]
     assert got[wanted[25]].value == "v0" and got[wanted[26]].value == "v1"
     assert isinstance(got[wanted[27]], NotFound) and "/b/missing" in str(got[wanted[27]])
+
+
+def test_ssm_polling_probes_ten_names_a_call_without_decryption(aws):
+    """A poll of 25 parameters costs 3 GetParameters calls (the quota's
+    unit), never a decryption, and sees a new version."""
+    from secretrun.resolver import probe_all
+
+    for i in range(25):
+        aws.ssm.put_parameter(Name=f"/poll/p{i:02}", Value=CANARY, Type="SecureString")
+    params = aws.params()
+    asked = []
+    params.aws.client().meta.events.register(
+        "provide-client-params.ssm.*", lambda params, **_: asked.append(params.get("WithDecryption")))
+    wanted = [sid(f"/poll/p{i:02}", provider="ssm") for i in range(25)] + [sid("/poll/missing", provider="ssm")]
+    with aws.counting() as calls:
+        got = probe_all(params, wanted)
+    assert calls == Counter({"ssm.GetParameters": 3}) and asked == [False] * 3
+    assert [got[s] for s in wanted[:25]] == ["1"] * 25 and isinstance(got[wanted[25]], NotFound)
+    aws.ssm.put_parameter(Name="/poll/p07", Value="new", Type="SecureString", Overwrite=True)
+    assert probe_all(params, wanted)[wanted[7]] == "2"
 
 
 def test_ssm_path_import_and_name_rule(aws):

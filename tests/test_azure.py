@@ -10,7 +10,7 @@ import pytest
 import trustme
 from azure.keyvault.secrets._shared import http_challenge_cache
 
-from secretrun.errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
+from secretrun.errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Throttled, Unavailable
 from secretrun.providers.azure_keyvault import AzureKeyVaultProvider
 from secretrun.providers.base import ProviderContext, SecretId
 from tests.conftest import CANARY, assert_no_canary, free_port
@@ -173,6 +173,7 @@ def test_throttling_and_server_errors_are_unavailable_and_not_retried_by_the_sdk
     with pytest.raises(Unavailable) as info:
         provider.fetch(sid("canary"))
     assert f"HTTP {status}" in str(info.value) and info.value.retry_after == retry_after
+    assert isinstance(info.value, Throttled) is (status == 429)   # a watching secretrun slows down
     assert azure.count("GET", "/secrets/canary") == 1   # the resolver retries, not the SDK
     assert provider.fetch(sid("canary")).value == CANARY
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from secretrun.errors import Denied, InvalidSecret, Kind, NotFound, ProviderConfigError, ProviderError, Unavailable
+from secretrun.errors import Denied, InvalidSecret, Kind, NotFound, ProviderConfigError, ProviderError, Throttled, Unavailable
 from secretrun.providers.base import ProviderContext, SecretId, select_field
 from secretrun.providers.gcp_secretmanager import GcpSecretManagerProvider, crc32c
 from tests.conftest import CANARY, ROOT, assert_no_canary, free_port
@@ -188,7 +188,7 @@ def test_a_payload_without_checksum_is_accepted(gcp, gcp_store):
     (Code.PERMISSION_DENIED, Denied, "permission denied"),
     (Code.UNAUTHENTICATED, Denied, "refused the credentials"),
     (Code.UNAVAILABLE, Unavailable, "cannot be reached"),
-    (Code.RESOURCE_EXHAUSTED, Unavailable, "quota"),
+    (Code.RESOURCE_EXHAUSTED, Throttled, "quota"),
     (Code.DEADLINE_EXCEEDED, Unavailable, "did not answer"),
     (Code.INTERNAL, ProviderError, "INTERNAL"),
     (Code.INVALID_ARGUMENT, InvalidSecret, "invalid"),
@@ -263,6 +263,10 @@ def test_versions_come_from_the_access_call_never_from_metadata(gcp, gcp_store):
     gcp_store.put(P, "db", "two")
     assert provider.fetch(sid("db")).version == "2"
     assert set(gcp_store.calls) == {"AccessSecretVersion"}
+    # A pinned version number never changes: polling it costs nothing.
+    calls = dict(gcp_store.calls)
+    assert provider.probe(sid("db", version="1")) == "1" == provider.fetch(sid("db", version="1")).version
+    assert gcp_store.calls["AccessSecretVersion"] == calls["AccessSecretVersion"] + 1
 
 
 def test_session_refresh_sees_a_new_version(gcp_store, tmp_path):

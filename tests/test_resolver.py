@@ -227,3 +227,54 @@ def test_leases_are_renewed_then_refetched_before_they_end(manifest, monkeypatch
     assert session.next_expiry() == now[0] + 30
     assert session.refresh().env["CRED"] == "cred-2"  # refetched before it ends
     assert session.next_expiry() is None
+
+
+def test_a_throttled_refresh_stops_asking_that_store_and_keeps_last_good_values(manifest):
+    """Polling: once a store throttles, the rest of its secrets wait for the
+    next poll; nothing throttled is retried within the refresh; the error
+    carries the throttling answers for the poller."""
+    from secretrun.errors import ResolutionError, Throttled
+    from secretrun.manifest import load
+    from secretrun.resolver import Session
+
+    limit = {"left": 100}
+
+    class Limited(FakeProvider):
+        def probe(self, sid):
+            self._enter(("probe", sid.path))
+            self._leave()
+            if limit["left"] <= 0:
+                raise Throttled("fake store: rate limit exceeded (HTTP 429)", retry_after=3.0)
+            limit["left"] -= 1
+            return "v1"
+
+    store = Limited(lambda sid: Secret(f"value-{sid.path}", version="v1"))
+    env = "\n".join(f'S{i} = "${{env:s{i}}}"' for i in range(20))
+    loaded, extras = load(str(manifest(f'version = 1\n[settings]\nretries = 3\n[env]\n{env}\n')))
+    session = Session(loaded, extras, {})
+    session.providers["env"] = store
+    first = session.resolve()
+    limit["left"] = 5
+    store.calls.clear()
+    with pytest.raises(ResolutionError) as info:
+        session.refresh()
+    # 5 answered, the 6th throttled, the other 14 not asked; no retry.
+    assert len(store.calls) == 6 and all(c[0] == "probe" for c in store.calls)
+    assert len(info.value.throttled) == 1 and info.value.throttled[0].retry_after == 3.0
+    assert len(info.value.problems) == 1 and info.value.code == 69
+    limit["left"] = 100
+    assert session.refresh().env == first.env          # the last good values were kept
+
+
+def test_a_throttled_fetch_is_not_retried_within_a_refresh_but_is_at_start():
+    from secretrun.errors import Throttled
+
+    def throttled(sid):
+        raise Throttled("429", retry_after=None)
+
+    store = FakeProvider(throttled)
+    got = fetch_all({"fake": store}, [SecretId("fake", "a")], retries=3, sleep=lambda s: None,
+                    retry_throttled=False)
+    assert isinstance(got[SecretId("fake", "a")], Throttled) and len(store.calls) == 1
+    fetch_all({"fake": store}, [SecretId("fake", "b")], retries=3, sleep=lambda s: None)
+    assert len(store.calls) == 1 + 4

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from secretrun.errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
+from secretrun.errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Throttled, Unavailable
 from secretrun.providers import load
 from secretrun.providers.base import Lease, ProviderContext, SecretId, select_field
 from secretrun.providers.vault import K8S_TOKEN_FILE, VaultProvider, _from_status, _proxies
@@ -499,7 +499,7 @@ def test_probe_falls_back_to_refetching(bao):
 @pytest.mark.parametrize("status,cls,retryable", [
     (400, InvalidSecret, False), (401, Denied, False), (403, Denied, False), (404, NotFound, False),
     (405, InvalidSecret, False), (418, InvalidSecret, False), (412, Unavailable, True),
-    (429, Unavailable, True), (500, Unavailable, True), (502, Unavailable, True), (503, Unavailable, True),
+    (429, Throttled, True), (500, Unavailable, True), (502, Unavailable, True), (503, Unavailable, True),
     (504, Unavailable, True), (599, Unavailable, True),
 ])
 def test_the_status_table(status, cls, retryable):
@@ -514,7 +514,7 @@ def test_sealed_is_named():
     assert isinstance(error, Unavailable) and "sealed" in str(error)
 
 
-def test_rate_limited_is_unavailable(bao):
+def test_rate_limited_is_throttled(bao):
     root = bao.server.client()
     root.sys.enable_secrets_engine("kv", path="limited", options={"version": "2"})
     put_kv2(root, "x", {"v": "1"}, mount="limited")
@@ -530,7 +530,7 @@ def test_rate_limited_is_unavailable(bao):
             except Unavailable as exc:
                 errors.append(exc)
                 break
-        assert errors and "rate limit exceeded (HTTP 429)" in str(errors[0])
+        assert errors and "rate limit exceeded (HTTP 429)" in str(errors[0]) and isinstance(errors[0], Throttled)
         assert errors[0].retry_after and errors[0].retry_after > 0     # Vault's Retry-After header
     finally:
         root.delete("sys/quotas/rate-limit/test-limit")

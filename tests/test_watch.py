@@ -478,3 +478,83 @@ def test_sd_notify_under_watch(tmp_path, secrets_dir, watched):
         assert order[:3] == ["READY", "RELOADING", "READY"] and order[-1] == "STOPPING"
     finally:
         sock.close()
+
+
+# --- throttling: slower polls, not an outage -------------------------------------------------
+
+
+def throttled_error(retry_after=None, also_down=False):
+    from secretrun.errors import Kind, Problem, ResolutionError, Throttled
+
+    answer = Throttled("vault: rate limit exceeded (HTTP 429) (http://127.0.0.1:1)", retry_after=retry_after)
+    problems = [Problem(Kind.UNAVAILABLE, str(answer), provider="vault", reference="${vault:secret/db}")]
+    if also_down:
+        problems.append(Problem(Kind.UNAVAILABLE, "store at http://127.0.0.1:2 did not answer", provider="aws"))
+    error = ResolutionError(problems, title="could not refresh secrets")
+    error.throttled = (answer,)
+    return error
+
+
+def test_throttling_doubles_the_interval_then_steps_back_one_interval_at_a_time():
+    poller, clock, wall, log = make(rand=0.0)
+    same = rendered({"DB": CANARY, "API": "api-value-1"})
+    waits = []
+    for _ in range(4):
+        assert poll(poller, clock, wall, throttled_error()) is None
+        waits.append(poller.next_deadline() - clock.now)
+    assert [round(w, 6) for w in waits] == [2.0, 4.0, 8.0, 16.0]    # ×2, rand=0: the bottom of [1, 1.5)
+    assert poller.stats["throttled"] and poller.stats["poll_interval_now"] == 16.0
+    assert poller.stats["store_healthy"] and poller.stats["failed_polls"] == 0   # not an outage
+    warnings = log.at("warning")
+    assert len(warnings) == 1 and "throttling" in warnings[0]                   # once per episode
+    intervals = []
+    for _ in range(23):
+        assert poll(poller, clock, wall, same) is None
+        intervals.append(poller.stats["poll_interval_now"])
+    # each answered poll takes a poll_interval off, or an eighth when that is more
+    expected, interval = [], 16.0
+    while interval > 1.0:
+        interval = max(1.0, interval - max(1.0, interval / 8))
+        expected.append(interval)
+    assert expected[:3] == [14.0, 12.25, 12.25 - 12.25 / 8] and len(expected) == 13
+    assert intervals == expected + [1.0] * 10
+    assert not poller.stats["throttled"] and any("polling every poll_interval again" in m for m in log.at("info"))
+    # never faster than configured: rand=0 is the bottom of the ±10% jitter
+    assert poller.next_deadline() - clock.now == pytest.approx(0.9)
+    assert_no_canary(log.text)
+
+
+def test_retry_after_is_honoured_and_throttled_waits_spread_over_half_an_interval():
+    poller, clock, wall, _ = make(rand=1.0)
+    poll(poller, clock, wall, throttled_error(retry_after=30.0))
+    assert poller.next_deadline() - clock.now == pytest.approx(45.0)   # interval 30 × (1 + 0.5)
+    poller, clock, wall, _ = make(rand=0.0)
+    poll(poller, clock, wall, throttled_error(retry_after=30.0))
+    assert poller.next_deadline() - clock.now == pytest.approx(30.0)
+
+
+def test_throttling_never_trips_max_stale_but_an_outage_with_it_does():
+    poller, clock, wall, _ = make({"max_stale": 10.0}, rand=0.0)
+    for _ in range(12):
+        assert poll(poller, clock, wall, throttled_error()) is None
+    assert clock.now - 1000 > 200 and poller.stats["throttled_polls"] == 12   # far beyond max_stale
+    # throttled and another store down: an outage, at no faster pace than the throttling allows
+    poller, clock, wall, _ = make({"max_stale": 100.0}, rand=0.0)
+    poll(poller, clock, wall, throttled_error(also_down=True))
+    assert poller.backoff.interval == 2.0 and poller.next_deadline() - clock.now == pytest.approx(2.0)
+    assert poller.stats["store_healthy"] is False
+
+
+def test_the_interval_is_capped_and_a_backed_off_fleet_is_spread():
+    from secretrun.backoff import Backoff
+
+    for base, cap in ((30.0, 30.0 * 32), (120.0, 3600.0), (1800.0, 7200.0)):
+        b = Backoff(base, rand=lambda: 0.5)
+        for _ in range(20):
+            b.throttled()
+        assert b.interval == cap
+    import random
+
+    rng = random.Random(7)
+    waits = sorted(Backoff(30.0, rng.random).throttled() for _ in range(1000))
+    assert 60.0 <= waits[0] and waits[-1] < 90.0 and waits[500] == pytest.approx(75.0, abs=3)

@@ -43,7 +43,7 @@ import botocore.credentials
 import botocore.exceptions
 import botocore.session
 
-from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
+from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Throttled, Unavailable
 from .base import OptionReader, ProviderContext
 
 log = logging.getLogger("secretrun.providers.aws")
@@ -280,7 +280,9 @@ def classify(code: str, status: int, message: str = "") -> type:
         return NotFound
     if code == "InvalidRequestException" and _is_deleted(message):
         return NotFound
-    if code in _THROTTLED or code in _SERVER or status == 429 or status >= 500:
+    if code in _THROTTLED or status == 429:
+        return Throttled
+    if code in _SERVER or status >= 500:
         return Unavailable
     if code in _INVALID:
         return InvalidSecret
@@ -325,9 +327,9 @@ def _describe(cls: type, code: str, status: int, operation: str, what: str, wher
             return NotFound(f"{what}: no such version in {where}")
         return NotFound(f"{what} does not exist in {where}")
     http = f" (HTTP {status})" if status else ""
+    if cls is Throttled:
+        return Throttled(f"{what}: {action} was throttled by {where}")
     if cls is Unavailable:
-        if code in _THROTTLED or status == 429:
-            return Unavailable(f"{what}: {action} was throttled by {where}")
         return Unavailable(f"{what}: {action} failed{http} in {where}")
     if cls is InvalidSecret:
         return InvalidSecret(f"{what}: {where} refused {action} as invalid")

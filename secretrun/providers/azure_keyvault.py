@@ -59,7 +59,7 @@ from requests.adapters import HTTPAdapter
 from requests.utils import address_in_network, is_ipv4_address, is_valid_cidr
 from urllib3.util.retry import Retry
 
-from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
+from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Throttled, Unavailable
 from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, Value, as_mapping
 from .options import AZURE_CREDENTIALS as CREDENTIALS
 
@@ -431,7 +431,9 @@ def _vault_refusal(exc: HttpResponseError, what: str, where: str, writing: bool)
         return Denied(f"{where} refused access to {what} ({label}: the identity lacks secrets/{verb} permission)")
     if status == 401:
         return Denied(f"{where} refused the token presented for {what} ({label})")
-    if status == 429 or status >= 500:
+    if status == 429:
+        return Throttled(f"{where} throttled {what} ({label})", retry_after=_retry_after(exc))
+    if status >= 500:
         return Unavailable(f"{where} could not serve {what} ({label})", retry_after=_retry_after(exc))
     return InvalidSecret(f"{where} refused the request for {what} ({label})")
 

@@ -15,7 +15,9 @@ Optional verbs, each with a default here:
 - ``check(sid)``: refuse a malformed reference before anything is fetched.
 - ``probe(sid)``: a cheap version token for the supervisor's polling
   (Vault KV v2 ``current_version``, AWS ``DescribeSecret`` stages). ``None``
-  means "no cheap probe: refetch and compare".
+  means "no cheap probe: refetch and compare". ``probe_batch(sids)`` answers
+  up to ``batch_size`` probes in one call where the store can (SSM
+  ``GetParameters``); the default probes one by one.
 - ``renew(lease)`` / ``revoke(lease)`` / ``keepalive()``: leased secrets and
   login tokens, for the supervisor.
 - ``consumed_env()``: names of environment variables the provider read for
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, NamedTuple
 
 # Records are NamedTuples, not dataclasses: ``dataclasses`` imports
 # ``inspect``, which costs ~10 ms of every container start (see bench/).
-from ..errors import InvalidSecret, NotFound, ProviderConfigError, ProviderError
+from ..errors import InvalidSecret, NotFound, ProviderConfigError, ProviderError, Throttled
 
 if TYPE_CHECKING:  # pragma: no cover - typing.Protocol stays off the exec path
     from .capabilities import ChangeSink, Closable
@@ -178,6 +180,19 @@ class Provider:
         fetch; a ``Secret`` when the only cheap check is the read itself; None
         when there is no cheap check."""
         return None
+
+    def probe_batch(self, sids: Tuple[SecretId, ...]) -> Mapping[SecretId, Union[str, Secret, None, ProviderError]]:
+        """Several probes at once: each id's answer or error. Ids left out
+        were not asked (here: those after a throttling answer)."""
+        out: Dict[SecretId, Union[str, Secret, None, ProviderError]] = {}
+        for sid in sids:
+            try:
+                out[sid] = self.probe(sid)
+            except ProviderError as exc:
+                out[sid] = exc
+                if isinstance(exc, Throttled):
+                    break
+        return out
 
     def renew(self, lease: Lease) -> Optional[Lease]:
         return None

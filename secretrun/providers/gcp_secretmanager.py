@@ -51,7 +51,7 @@ from google.cloud.secretmanager_v1.services.secret_manager_service.transports.gr
 from google.oauth2 import service_account
 
 from .. import __version__
-from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Unavailable
+from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Throttled, Unavailable
 from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, Value, as_mapping
 
 # HAZARD: when the SDK's own logging is on (GOOGLE_SDK_PYTHON_LOGGING_SCOPE,
@@ -139,7 +139,7 @@ _ERRORS: Tuple[Tuple[Tuple[type, ...], type, str], ...] = (
      "no usable Application Default Credentials: set GOOGLE_APPLICATION_CREDENTIALS to a "
      "credentials file, run `gcloud auth application-default login`, or run with a service account"),
     ((api_errors.DeadlineExceeded,), Unavailable, "{where} did not answer for {what} within {timeout:g}s"),
-    ((api_errors.ResourceExhausted,), Unavailable, "{where} refused {what}: quota exhausted (throttled)"),
+    ((api_errors.TooManyRequests,), Throttled, "{where} refused {what}: quota exhausted (throttled)"),
     ((api_errors.ServiceUnavailable, auth_errors.TransportError), Unavailable,
      "{where} cannot be reached for {what}"),
     ((api_errors.InvalidArgument,), InvalidSecret, "{where} refused the name of {what} as invalid"),
@@ -357,9 +357,13 @@ class GcpSecretManagerProvider(Provider):
         return ()
 
     def probe(self, sid: SecretId) -> Optional[str]:
-        # Never GetSecretVersion: metadata reads have a 600/min quota per
-        # project. The version number comes with every access instead.
-        return None
+        """A version number pinned in the reference never changes (versions
+        are immutable): no call. Anything else is read again (one access of
+        the 90,000/min quota), never probed with GetSecretVersion: metadata
+        reads have a 600/min quota per project, and every access returns the
+        version number anyway."""
+        version = self._name(sid).version
+        return version if version.isdigit() else None
 
     def write(self, sid: SecretId, value: Value) -> Optional[str]:
         """Add a version (creating the secret, automatically replicated or

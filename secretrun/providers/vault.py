@@ -46,7 +46,7 @@ import requests
 import requests.adapters
 
 from .. import logs
-from ..errors import Denied, InvalidSecret, NotFound, ProviderError, Unavailable
+from ..errors import Denied, InvalidSecret, NotFound, ProviderError, Throttled, Unavailable
 from .base import Lease, OptionReader, Provider, ProviderContext, Secret, SecretId, Value
 from .options import VAULT_AUTH_KEYS as _METHOD_KEYS
 from .options import VAULT_AUTH_METHODS as METHODS
@@ -638,7 +638,7 @@ _STATUS: Dict[int, Tuple[type, str]] = {
     404: (NotFound, "no such secret (HTTP 404)"),
     405: (InvalidSecret, "this path cannot be read (HTTP 405)"),
     412: (Unavailable, "server not yet consistent (HTTP 412)"),
-    429: (Unavailable, "rate limit exceeded (HTTP 429)"),
+    429: (Throttled, "rate limit exceeded (HTTP 429)"),   # a rate-limit quota
     500: (Unavailable, "server error (HTTP 500)"),
     501: (Unavailable, "server not initialized (HTTP 501)"),
     502: (Unavailable, "bad gateway (HTTP 502)"),
@@ -665,10 +665,11 @@ def _from_status(status: int, body: Any, what: str, where: str, login: bool = Fa
     """Map an HTTP error status to ours. Of the body, only KV v2's deletion
     metadata and the word "sealed" are looked at; its text is never copied.
     ``retry_after`` (a 429's Retry-After) rides on ``Unavailable``."""
+    cls: Any
     cls, reason = _STATUS.get(status) or ((InvalidSecret, f"request refused (HTTP {status})") if 400 <= status < 500
                                           else (Unavailable, f"unexpected answer (HTTP {status or '?'})"))
     body = body if isinstance(body, dict) else {}
-    if login and cls is not Unavailable:
+    if login and not issubclass(cls, Unavailable):
         # Vault answers a bad role, secret id or JWT with 400, an unknown
         # auth mount with 403 or 405: all mean "cannot log in".
         return Denied(f"{what}: the server refused the credentials, {reason} ({where})")
@@ -680,8 +681,8 @@ def _from_status(status: int, body: Any, what: str, where: str, login: bool = Fa
             return NotFound(f"{what}: version {meta.get('version')} was destroyed ({where})")
         if isinstance(meta, dict) and meta.get("deletion_time"):
             return NotFound(f"{what}: version {meta.get('version')} was deleted ({where})")
-    if cls is Unavailable:
-        return Unavailable(f"{what}: {reason} ({where})", retry_after=retry_after)
+    if issubclass(cls, Unavailable):
+        return cls(f"{what}: {reason} ({where})", retry_after=retry_after)
     return cls(f"{what}: {reason} ({where})")
 
 
