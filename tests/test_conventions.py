@@ -31,7 +31,7 @@ def test_env_file_without_a_manifest(secretrun, tmp_path):
     run = secretrun("check", "--env-file", "app.env")
     assert run.code == 0 and re.search(r"API_KEY\s+env-file\s+\$\{env-file:\*\}\s+ok", run.stdout), run.stdout
     run = secretrun("env", "--env-file", "app.env")
-    assert run.code == 0 and 'API_KEY="*****"' in run.stdout
+    assert run.code == 0 and "API_KEY='*****'" in run.stdout
     assert_no_canary(run.stdout, run.stderr)
 
 

@@ -86,7 +86,7 @@ def test_fetches_run_concurrently_within_the_store_limit():
 def test_batches_are_chunked_and_run_in_parallel():
     p = FakeProvider(lambda sid: Secret("v"), batch_size=20, delay=0.02)
     snap = fetch_all({"fake": p}, ids(45), sleep=no_sleep)
-    assert [len(c) for c in p.calls] == [20, 20, 5]
+    assert sorted(len(c) for c in p.calls) == [5, 20, 20]   # chunks run in parallel, in any order
     assert len(snap) == 45
 
 
