@@ -15,7 +15,6 @@ fresh provider, "warm" the same provider's second one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from azure.keyvault.secrets._shared import http_challenge_cache
 
-from bench.concurrency import cold_then_warm, interleave, table
+from bench.concurrency import arguments, cold_then_warm, interleave, table
 from bench.latency_proxy import LatencyProxy
 from secretrun.providers.azure_keyvault import AzureKeyVaultProvider
 from secretrun.providers.base import ProviderContext, SecretId
@@ -97,12 +96,7 @@ def one_run(info: dict, sids: list, concurrency: int) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.azure")
-    parser.add_argument("--secrets", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--rtt", type=float, default=0.020)
-    parser.add_argument("--proxies", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = arguments("python -m bench.azure")
     if args.proxies:
         return proxies(args.proxies.split(","), args.rtt)
     values = {f"bench-secret-{i:03d}": f"value-{i:03d}-" + "x" * 40 for i in range(args.secrets)}

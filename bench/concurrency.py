@@ -3,11 +3,23 @@ resolutions, interleaved over rounds, printed as one table of medians."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 PHASES = ("cold", "warm")
+
+
+def arguments(prog: str) -> argparse.Namespace:
+    """The options every per-store benchmark takes (``--proxies`` is the
+    child process that holds the latency proxies)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--secrets", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rtt", type=float, default=0.020)
+    parser.add_argument("--proxies", help=argparse.SUPPRESS)
+    return parser.parse_args()
 
 
 def cold_then_warm(provider: Any, sids: list) -> Tuple[float, float]:

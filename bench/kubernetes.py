@@ -14,13 +14,12 @@ first resolution, "warm" its second (connections pooled).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 
 from bench.azure import _spawn, proxies, stop
-from bench.concurrency import cold_then_warm, interleave, table
+from bench.concurrency import arguments, cold_then_warm, interleave, table
 from secretrun.providers.base import ProviderContext, SecretId
 from secretrun.providers.kubernetes import KubernetesProvider
 
@@ -57,12 +56,7 @@ def one_run(config: str, sids: list, concurrency: int) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.kubernetes")
-    parser.add_argument("--secrets", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--rtt", type=float, default=0.020)
-    parser.add_argument("--proxies", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = arguments("python -m bench.kubernetes")
     if args.proxies:
         return proxies(args.proxies.split(","), args.rtt)
     values = {f"bench-secret-{i:03d}": {"value": f"value-{i:03d}-" + "x" * 40} for i in range(args.secrets)}
