@@ -3,7 +3,7 @@
 ``secretrun [OPTIONS] -- COMMAND`` sits in front of every container start,
 so it is parsed here by hand, without importing click: click alone costs
 about as much as all of Python's start-up. Anything else (``check``,
-``--help``, a bad option) goes to the click application in ``cli.py``, which
+``--help``, a bad option) goes to the click application in ``cli``, which
 builds the same ``Options`` and calls the same ``app.run``. A test feeds
 both parsers the same command lines. Errors become exit codes in
 ``app.report``.
