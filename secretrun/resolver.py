@@ -3,19 +3,8 @@
 ``Session`` is one manifest with its providers and its latest ``Snapshot``
 (``SecretId -> Secret | ProviderError``: errors stay data until ``childenv``
 decides which variable they break). It is what the CLI, the Python API and
-the supervisor share.
-
-Fetching (``fetch_all``):
-- one request per ``SecretId`` however many variables use it (``#url`` and
-  ``#password`` of one secret are one fetch);
-- local stores (env, dotenv, file) inline; network stores in a thread pool
-  sized to the work, at most ``max_concurrency`` in flight per store, in
-  chunks of ``batch_size`` where the store has a batch verb;
-- errors whose ``retryable`` is true (``Unavailable``, unless it says
-  otherwise, as a TLS refusal does) retried ``settings.retries`` times with
-  exponential backoff and full jitter; nothing else is retried. A watch
-  refresh does not retry ``Throttled`` answers: the poller slows down instead
-  (``secretrun.backoff``).
+the supervisor share. The fetching itself (one request per secret, thread
+pool, batches, retries, probes) is ``secretrun.fetch``.
 """
 
 from __future__ import annotations
@@ -23,11 +12,18 @@ from __future__ import annotations
 import _thread
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from . import logs
-from .deadline import bounded
 from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError, Throttled
+from .fetch import (  # noqa: F401 - fetch_all, probe_all and the backoff constants: re-exported
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    Outcome,
+    Snapshot,
+    fetch_all,
+    probe_all,
+)
 from .manifest import Manifest, Settings
 from .providers import load as load_provider
 from .providers.base import Provider, ProviderContext, Secret, SecretId
@@ -35,12 +31,6 @@ from .template import Template, refs
 
 if TYPE_CHECKING:  # pragma: no cover
     from .leases import LeaseBook
-
-Outcome = Union[Secret, ProviderError]
-Snapshot = Dict[SecretId, Outcome]
-
-BACKOFF_BASE = 0.2
-BACKOFF_CAP = 5.0
 
 
 class Rendered(NamedTuple):
@@ -54,167 +44,6 @@ class Rendered(NamedTuple):
     sources: Dict[str, str]          # variable -> reference text or origin, for logs and ``check``
     versions: Dict[str, Optional[str]]  # variable -> version of the secret it came from
     managed: Tuple[str, ...]         # the variables secretrun set (not inherited)
-
-
-def _backoff(attempt: int) -> float:
-    import random  # only once a store has failed: not on every start
-
-    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt)))
-
-
-def _pause(attempt: int, error: object) -> float:
-    return max(_backoff(attempt), getattr(error, "retry_after", None) or 0.0)
-
-
-def _again(outcome: object, throttled: bool) -> bool:
-    """Whether a failed answer is worth asking again: the error says so, and a
-    throttled one only where throttling is retried (not in a watch refresh)."""
-    return isinstance(outcome, ProviderError) and outcome.retryable and (throttled or not isinstance(outcome, Throttled))
-
-
-def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float], None],
-                  throttled: bool = True) -> Any:
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except ProviderError as exc:   # the error says whether asking again can help
-            if attempt >= retries or not exc.retryable or (not throttled and isinstance(exc, Throttled)):
-                raise
-            sleep(_pause(attempt, exc))
-            attempt += 1
-
-
-def fetch_all(providers: Mapping[str, Provider], sids: Iterable[SecretId], retries: int = 3,
-              sleep: Callable[[float], None] = time.sleep,
-              observe: Optional[Callable[[SecretId, Outcome, float], None]] = None,
-              retry_throttled: bool = True) -> Snapshot:
-    """Fetch every id once; errors are returned, not raised. ``observe`` is
-    told each outcome and how long its request took (a batch's time for each
-    of its ids), from whichever thread fetched it. ``retry_throttled=False``
-    returns a ``Throttled`` answer at once (a watch refresh)."""
-    fetch_one, run_task = _fetch_one, _run_task
-    if not retry_throttled:
-        import functools
-
-        fetch_one = functools.partial(_fetch_one, throttled=False)
-        run_task = functools.partial(_run_task, throttled=False)
-    if observe is not None:
-        inner_fetch, inner_task = fetch_one, run_task
-
-        def timed_one(provider, sid, retries, sleep):
-            start = time.monotonic()
-            out = inner_fetch(provider, sid, retries, sleep)
-            observe(sid, out, time.monotonic() - start)
-            return out
-
-        def timed_task(provider, chunk, retries, sleep):
-            start = time.monotonic()
-            got = inner_task(provider, chunk, retries, sleep)
-            for sid, out in got.items():
-                observe(sid, out, time.monotonic() - start)
-            return got
-
-        return _fetch_all(providers, sids, retries, sleep, timed_one, timed_task)
-    return _fetch_all(providers, sids, retries, sleep, fetch_one, run_task)
-
-
-def _fetch_all(providers, sids, retries, sleep, fetch_one, run_task) -> Snapshot:
-    by_provider: Dict[str, List[SecretId]] = {}
-    for sid in dict.fromkeys(sids):
-        by_provider.setdefault(sid.provider, []).append(sid)
-    out: Snapshot = {}
-    tasks: List[Tuple[Provider, Tuple[SecretId, ...]]] = []
-    for name, ids in by_provider.items():
-        provider = providers[name]
-        if provider.local:
-            for sid in ids:
-                out[sid] = fetch_one(provider, sid, retries, sleep)
-            continue
-        size = max(1, provider.batch_size)
-        for i in range(0, len(ids), size):
-            tasks.append((provider, tuple(ids[i:i + size])))
-    if not tasks:
-        return out
-    if len(tasks) == 1:
-        out.update(run_task(*tasks[0], retries, sleep))
-        return out
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    limits = {id(p): threading.BoundedSemaphore(max(1, p.max_concurrency)) for p, _ in tasks}
-
-    def run(task: Tuple[Provider, Tuple[SecretId, ...]]) -> Dict[SecretId, Outcome]:
-        provider, chunk = task
-        with limits[id(provider)]:
-            return run_task(provider, chunk, retries, sleep)
-
-    workers = min(64, len(tasks), sum(max(1, p.max_concurrency) for p in {id(p): p for p, _ in tasks}.values()))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="secretrun-fetch") as pool:
-        for result in pool.map(run, tasks):
-            out.update(result)
-    return out
-
-
-def _fetch_one(provider: Provider, sid: SecretId, retries: int, sleep, throttled: bool = True) -> Outcome:
-    try:
-        return _with_retries(lambda: bounded(provider, lambda: provider.fetch(sid)), retries, sleep, throttled)
-    except ProviderError as exc:
-        return exc
-    except Exception as exc:  # a provider bug must not become a traceback with values in it
-        return ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
-
-
-def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sleep,
-              throttled: bool = True) -> Dict[SecretId, Outcome]:
-    if len(chunk) == 1 or provider.batch_size <= 1:
-        return {sid: _fetch_one(provider, sid, retries, sleep, throttled) for sid in chunk}
-    pending = chunk
-    result: Dict[SecretId, Outcome] = {}
-    attempt = 0
-    while True:
-        try:
-            got = dict(bounded(provider, lambda: provider.fetch_batch(pending)))
-        except ProviderError as exc:
-            got = {sid: exc for sid in pending}
-        except Exception as exc:
-            err = ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
-            got = {sid: err for sid in pending}
-        # Ids a batch left unanswered (a store that refused the batch verb,
-        # say) are read one by one, with their own retries.
-        for sid in pending:
-            if sid not in got:
-                got[sid] = _fetch_one(provider, sid, retries, sleep, throttled)
-        result.update(got)
-        pending = tuple(s for s in pending if _again(got[s], throttled))
-        if not pending or attempt >= retries:
-            return result
-        sleep(_pause(attempt, max((got[s] for s in pending), key=lambda e: getattr(e, "retry_after", 0) or 0)))
-        attempt += 1
-
-
-def probe_all(provider: Provider, sids: List[SecretId]) -> Dict[SecretId, Union[str, Secret, None, ProviderError]]:
-    """Each id's probe answer (or error), in chunks of ``batch_size`` through
-    ``probe_batch``. Once the store throttles, the rest is not asked: those
-    ids are left out of the answer."""
-    out: Dict[SecretId, Union[str, Secret, None, ProviderError]] = {}
-    size = max(1, provider.batch_size)
-    for i in range(0, len(sids), size):
-        chunk = tuple(sids[i:i + size])
-        try:
-            if len(chunk) > 1:
-                got = dict(bounded(provider, lambda: provider.probe_batch(chunk)))
-            else:
-                got = {chunk[0]: bounded(provider, lambda: provider.probe(chunk[0]))}
-        except ProviderError as exc:
-            got = {sid: exc for sid in chunk}
-        except Exception as exc:  # a provider bug must not become a traceback with values in it
-            err = ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
-            got = {sid: err for sid in chunk}
-        out.update(got)
-        if any(isinstance(v, Throttled) for v in got.values()):
-            break
-    return out
 
 
 # --- the session -----------------------------------------------------------------
