@@ -24,7 +24,8 @@ The parts, each a mixin of ``Supervisor`` sharing its state:
 - ``signals.py``: which signals are forwarded, and what each one does;
 - ``terminal.py``: the terminal handed to the command, job control;
 - ``poll.py``: the poll thread, its deadline, pushed-change wakeups;
-- ``health.py``: sd_notify, the watchdog, the status file.
+- ``health.py``: sd_notify, the watchdog, the status file;
+- ``overlap.py``: overlapping restarts (a part with its own state, called at hook points).
 """
 
 from __future__ import annotations

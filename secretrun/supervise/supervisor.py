@@ -102,9 +102,9 @@ class Supervisor(Loop, Lifecycle, Signals, Terminal, Polling, Health):
         the exec shim) and restarts overlap; None without."""
         if not listeners:
             return None
-        from ..overlap import Overlap
         from ..readiness import parse as parse_ready
         from ..sockets import Spawner
+        from .overlap import Overlap
 
         self._spawn = Spawner(listeners, self._spawn)
         ready = parse_ready(getattr(self.settings, "ready", None) or "delay:1s")
