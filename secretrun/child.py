@@ -2,7 +2,7 @@
 wait status to exit code, PID 1 / subreaper, and the terminal's foreground
 process group. Linux and other POSIX systems; the subreaper is Linux only.
 
-Nothing here loops or sleeps: ``supervise.py`` owns the loop. Nothing here
+Nothing here loops or sleeps: ``supervise/loop.py`` owns the loop. Nothing here
 ever formats an environment value into a message.
 """
 

@@ -12,7 +12,7 @@ stopped the same way; the old one keeps serving with its old values (its
 ``file = true`` files are written back), and the change is retried at the
 next change or poll, because the poller was never told it was applied.
 
-This is a part of ``supervise.Supervisor``: it shares the supervisor's
+This is a part of ``Supervisor``: it shares the supervisor's
 loop, reaper, spawn, notifier and log, and the supervisor calls it at a few
 hook points (``begin``, ``pids``, ``on_exit``, ``on_timer``, ``deadline``,
 ``forward``, ``shutdown``, ``teardown``).
@@ -26,9 +26,9 @@ import signal
 import time
 from typing import Dict, List, Optional
 
-from . import child
-from .errors import CommandError
-from .readiness import Probe, Ready
+from .. import child
+from ..errors import CommandError
+from ..readiness import Probe, Ready
 
 
 class Overlap:
