@@ -126,7 +126,7 @@ def poll_deadline(settings) -> float:
     a request at its deadline, with the longest backoff between them, plus
     one more request for a provider whose options need another's secret."""
     from ..deadline import DEADLINE_FACTOR
-    from ..resolver import BACKOFF_CAP
+    from ..fetch import BACKOFF_CAP
 
     request = DEADLINE_FACTOR * float(getattr(settings, "timeout", 10.0))
     return (int(getattr(settings, "retries", 3)) + 1) * (request + BACKOFF_CAP) + request
