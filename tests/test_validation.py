@@ -305,7 +305,7 @@ def test_the_offline_option_table_matches_what_each_provider_reads():
 
     modules = {"env": ["env"], "dotenv": ["dotenv"], "file": ["file"], "vault": ["vault/provider"],
                "aws-secretsmanager": ["aws_common", "aws_secretsmanager"], "aws-ssm": ["aws_common", "aws_ssm"],
-               "gcp-secretmanager": ["gcp_secretmanager"], "azure-keyvault": ["azure_keyvault/provider"],
+               "gcp-secretmanager": ["gcp_secretmanager/provider"], "azure-keyvault": ["azure_keyvault/provider"],
                "kubernetes": ["kubernetes"]}
     assert set(modules) == set(SPECS)
     for ptype, names in modules.items():
