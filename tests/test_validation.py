@@ -303,9 +303,9 @@ def test_the_offline_option_table_matches_what_each_provider_reads():
 
     from secretrun.providers.options import SPECS
 
-    modules = {"env": ["env"], "dotenv": ["dotenv"], "file": ["file"], "vault": ["vault"],
+    modules = {"env": ["env"], "dotenv": ["dotenv"], "file": ["file"], "vault": ["vault/provider"],
                "aws-secretsmanager": ["aws_common", "aws_secretsmanager"], "aws-ssm": ["aws_common", "aws_ssm"],
-               "gcp-secretmanager": ["gcp_secretmanager"], "azure-keyvault": ["azure_keyvault"],
+               "gcp-secretmanager": ["gcp_secretmanager/provider"], "azure-keyvault": ["azure_keyvault/provider"],
                "kubernetes": ["kubernetes"]}
     assert set(modules) == set(SPECS)
     for ptype, names in modules.items():

@@ -1,34 +1,5 @@
-"""``gcp-secretmanager``: Google Cloud Secret Manager, through the official
-gRPC client (google-cloud-secret-manager).
-
-Options (all optional):
-
-- ``project``: for short references; default ``GOOGLE_CLOUD_PROJECT``, then
-  the project of the Application Default Credentials.
-- ``location``: a region for regional secrets; short references then name
-  ``projects/P/locations/L/secrets/S`` and go to the regional endpoint
-  ``secretmanager.L.rep.googleapis.com``.
-- ``endpoint``: ``host[:port]`` instead of Google's (private endpoints, tests).
-- ``insecure``: plaintext gRPC with no credentials, to ``endpoint`` only.
-
-References: ``SECRET``, ``SECRET?version=N`` (a number, an alias, default
-``latest``), or a full ``projects/P[/locations/L]/secrets/S[/versions/V]``.
-
-Credentials are Application Default Credentials, untouched:
-``GOOGLE_APPLICATION_CREDENTIALS`` (service account key, workload identity
-federation), the metadata server (GKE workload identity, Cloud Run, GCE), or
-``gcloud auth application-default login``.
-
-Change detection costs no extra call: ``Secret.version`` is the version number
-AccessSecretVersion itself resolved ``latest`` to, and ``probe`` returns None
-(refetch and compare). Secret Manager allows 600 metadata reads a minute per
-project against 90,000 accesses, so a polling fleet must never read metadata.
-
-A payload whose ``data_crc32c`` does not match its bytes is refused. The
-checksum is computed here with a table-driven CRC-32C: ``google-crc32c`` is
-not among the client library's dependencies, and payloads are at most 64 KiB
-(13 ms for the largest).
-"""
+"""``GcpSecretManagerProvider``: Application Default Credentials found
+once, one gRPC client per location, and the verbs."""
 
 from __future__ import annotations
 
@@ -36,23 +7,25 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import google.auth
 import google.auth.transport.requests
 import grpc
 from google.api_core import exceptions as api_errors
 from google.api_core import gapic_v1
-from google.auth import exceptions as auth_errors
 from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 from google.cloud.secretmanager_v1.services.secret_manager_service.transports.grpc import (
     SecretManagerServiceGrpcTransport,
 )
 from google.oauth2 import service_account
 
-from .. import __version__
-from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError, Throttled, Unavailable
-from .base import OptionReader, Provider, ProviderContext, Secret, SecretId, Value, as_mapping
+from ... import __version__
+from ...errors import InvalidSecret, ProviderConfigError, ProviderError
+from ..base import OptionReader, Provider, ProviderContext, Secret, SecretId, Value, as_mapping
+from .checksum import crc32c
+from .errors import _translate
+from .names import _FULL, _LOCATION, _SHORT, _VERSION, _Name
 
 # HAZARD: when the SDK's own logging is on (GOOGLE_SDK_PYTHON_LOGGING_SCOPE,
 # or a DEBUG level set on the "google" loggers), the transport's logging
@@ -67,121 +40,6 @@ _MAX_PAYLOAD = 64 * 1024
 # would refuse calls for up to two minutes after the store is back.
 _CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250),
                     ("grpc.max_reconnect_backoff_ms", 5000))
-
-_SECRET_ID = r"[A-Za-z0-9_-]{1,255}"
-_VERSION = re.compile(r"^(latest|[1-9][0-9]*|[A-Za-z][A-Za-z0-9_-]{0,62})$")
-_SHORT = re.compile(rf"^({_SECRET_ID})$")
-_FULL = re.compile(rf"^projects/([^/]+)/(?:locations/([^/]+)/)?secrets/({_SECRET_ID})(?:/versions/([^/]+))?$")
-_LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-
-
-# --- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) ------------------------
-
-def _crc_table() -> Tuple[int, ...]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return tuple(table)
-
-
-_CRC_TABLE = _crc_table()
-
-
-def crc32c(data: bytes) -> int:
-    """The CRC-32C of ``data``, as Secret Manager's ``data_crc32c`` holds it."""
-    crc = 0xFFFFFFFF
-    table = _CRC_TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-# --- names ------------------------------------------------------------------------
-
-class _Name(NamedTuple):
-    project: str
-    location: Optional[str]
-    secret: str
-    version: str
-
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project}" + (f"/locations/{self.location}" if self.location else "")
-
-    @property
-    def secret_name(self) -> str:
-        return f"{self.parent}/secrets/{self.secret}"
-
-    @property
-    def version_name(self) -> str:
-        return f"{self.secret_name}/versions/{self.version}"
-
-    def __str__(self) -> str:
-        return f"secret {self.secret_name} (version {self.version})"
-
-
-# --- errors: the one translation table --------------------------------------------
-
-# SDK exception types → (our class, message). Messages are built from what we
-# asked (``{what}``, ``{where}``), never from the SDK's text, which may quote
-# requests or responses. First match wins.
-_ERRORS: Tuple[Tuple[Tuple[type, ...], type, str], ...] = (
-    ((api_errors.PermissionDenied,), Denied,
-     "permission denied on {what} (or it does not exist): the credentials need "
-     "roles/secretmanager.secretAccessor on it"),
-    ((api_errors.Unauthenticated, auth_errors.RefreshError), Denied,
-     "{where} refused the credentials: renew them (gcloud auth application-default login, "
-     "GOOGLE_APPLICATION_CREDENTIALS, or the workload's service account)"),
-    ((auth_errors.DefaultCredentialsError,), Denied,
-     "no usable Application Default Credentials: set GOOGLE_APPLICATION_CREDENTIALS to a "
-     "credentials file, run `gcloud auth application-default login`, or run with a service account"),
-    ((api_errors.DeadlineExceeded,), Unavailable, "{where} did not answer for {what} within {timeout:g}s"),
-    ((api_errors.TooManyRequests,), Throttled, "{where} refused {what}: quota exhausted (throttled)"),
-    ((api_errors.ServiceUnavailable, auth_errors.TransportError), Unavailable,
-     "{where} cannot be reached for {what}"),
-    ((api_errors.InvalidArgument,), InvalidSecret, "{where} refused the name of {what} as invalid"),
-)
-
-
-def _translate(exc: BaseException, what: Any, where: str, timeout: float) -> ProviderError:
-    """Any exception of the SDK, gRPC or google-auth → one of our errors.
-    ``what`` is the ``_Name`` asked for, or a description."""
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, api_errors.NotFound):
-        if isinstance(what, _Name) and what.version != "latest":
-            return NotFound(f"secret {what.secret_name} has no version {what.version} (or does not exist)")
-        if isinstance(what, _Name):
-            return NotFound(f"secret {what.secret_name} does not exist or has no versions")
-        return NotFound(f"{what} does not exist")
-    if isinstance(exc, auth_errors.RefreshError) and _transient(exc):
-        return Unavailable(f"{where} cannot be reached for {what}")
-    if isinstance(exc, api_errors.FailedPrecondition):
-        text = exc.message or ""
-        for state in ("DISABLED", "DESTROYED"):
-            if f"{state} state" in text:
-                return InvalidSecret(f"{what} is {state.lower()}; enable a version or pin an enabled one")
-        return InvalidSecret(f"{where} refused {what} (failed precondition)")
-    for types, kind, template in _ERRORS:
-        if isinstance(exc, types):
-            return kind(template.format(what=what, where=where, timeout=timeout))
-    code = getattr(exc, "grpc_status_code", None)
-    reason = code.name if code is not None else type(exc).__name__
-    return ProviderError(f"{where} failed on {what} ({reason})")
-
-
-def _transient(exc: BaseException) -> bool:
-    """A credential refresh that failed on the network, not on a refusal:
-    google-auth wraps both in RefreshError (the metadata server down, or no
-    service account), so look at what it wraps."""
-    if getattr(exc, "retryable", False):
-        return True
-    cause = exc.__cause__
-    return isinstance(cause, auth_errors.TransportError) and (
-        cause.__cause__ is not None or "unavailable" in str(cause).lower())
 
 
 # --- the provider -----------------------------------------------------------------
