@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from . import logs
+from .consumed import ConsumedCredentials
 from .errors import Kind, Problem, ProviderConfigError, ProviderError, ResolutionError, Throttled
 from .fetch import (  # noqa: F401 - fetch_all, probe_all and the backoff constants: re-exported
     BACKOFF_BASE,
@@ -57,7 +58,7 @@ def _set_path(options: Dict[str, Any], path: Tuple[str, ...], value: Any) -> Non
     node[path[-1]] = value
 
 
-class Session:
+class Session(ConsumedCredentials):
     """One manifest, its providers, and its latest resolution.
 
     ``resolve()`` / ``refresh()`` return a ``Rendered`` or raise
@@ -320,50 +321,6 @@ class Session:
                 self._warned.add(warning)
                 self.log.warning(str(warning))
         return result, list(self.provider_problems.values()) + list(result.problems)
-
-    def consumed_env(self) -> Tuple[str, ...]:
-        """Variables of our environment the stores read for their own login
-        (VAULT_TOKEN, ``${env:X}`` in provider options...): kept from the
-        child unless the manifest sets them."""
-        consumed: List[str] = list(self._option_env)
-        for provider in self.providers.values():
-            consumed += provider.consumed_env()
-        return tuple(dict.fromkeys(consumed))
-
-    def env_prefixes(self) -> Dict[str, str]:
-        """Each env-type provider (the built-in ``env`` included) and its prefix."""
-        out = {"env": ""} if "env" not in self.manifest.providers else {}
-        for pname, config in self.manifest.providers.items():
-            if config.type == "env":
-                provider = self.providers.get(pname)
-                out[pname] = getattr(provider, "prefix", None) or str(config.options.get("prefix", "") or "")
-        return out
-
-    def consumed_by(self) -> Dict[str, str]:
-        """Each consumed variable and what read it (an option, a provider's login)."""
-        out = dict(self._consumed_by)
-        for pname, provider in self.providers.items():
-            for variable in provider.consumed_env():
-                out.setdefault(variable, f"the {provider.type_name} provider '{pname}' (its login)")
-        return out
-
-    def passed_on(self) -> List[Tuple[str, str, str]]:
-        """(variable, consumed credential, what read it) for every credential
-        the manifest hands the command anyway: ``[env]``/``-e`` setting it by
-        name, or reading it through an env-type provider."""
-        consumed = self.consumed_by()
-        prefixes = self.env_prefixes()
-        out = []
-        entries = [(n, v.template) for n, v in self.manifest.env.items()] + list(self.extras.items())
-        for name, tpl in entries:
-            if name in consumed:
-                out.append((name, name, consumed[name]))
-            for ref in refs(tpl):
-                if ref.provider in prefixes:
-                    source = prefixes[ref.provider] + ref.path
-                    if source in consumed and source != name:
-                        out.append((name, source, consumed[source]))
-        return out
 
     def inspect(self):
         """Resolve without raising, for ``check``: the ``ChildEnv`` (values
