@@ -40,9 +40,9 @@ _SETTING_KINDS = {
     "mask_output": "bool", "revoke_on_exit": "bool",
     "poll_interval": "duration", "kill_timeout": "duration", "splay": "duration",
     "timeout": "duration", "max_stale": "duration", "debounce": "duration",
-    "on_change": "on_change", "reload_signal": "signal", "stop_signal": "signal",
+    "on_change": ON_CHANGE, "reload_signal": "signal", "stop_signal": "signal",
     "fallback": "str", "status_file": "str", "file_dir": "str", "retries": "int", "audit_log": "str",
-    "on_missing": "on_missing",
+    "on_missing": ON_MISSING,
     "user": "str",
     "listen": "listen", "ready": "ready", "ready_timeout": "duration",
 }
@@ -78,16 +78,11 @@ def _settings(raw: Any, c: _Checker) -> Settings:
                 c.bad(f"{where}: {value!r} is not a signal name (like \"SIGHUP\")")
             else:
                 values[key] = sig
-        elif kind == "on_change":
-            if value in ON_CHANGE:
+        elif isinstance(kind, tuple):   # one of a fixed set of words
+            if value in kind:
                 values[key] = value
             else:
-                c.bad(f"{where} must be one of {', '.join(ON_CHANGE)}, not {value!r}")
-        elif kind == "on_missing":
-            if value in ON_MISSING:
-                values[key] = value
-            else:
-                c.bad(f"{where} must be one of {', '.join(ON_MISSING)}, not {value!r}")
+                c.bad(f"{where} must be one of {', '.join(kind)}, not {value!r}")
         elif kind == "int":
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100:
                 values[key] = value
