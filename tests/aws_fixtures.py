@@ -2,7 +2,7 @@
 port, and a fault proxy in front of it for what moto cannot produce
 (throttling, 5xx, a KMS refusal).
 
-Used by tests/test_aws.py and by bench/aws.py. Nothing here listens on, or
+Used by tests/providers/test_aws.py and by bench/aws.py. Nothing here listens on, or
 talks to, anything but 127.0.0.1.
 """
 

@@ -17,7 +17,7 @@ from .leases import VaultLeases
 class VaultProvider(VaultKv, VaultLeases):
     type_name = "vault"
     # Options the store's own environment gives stay commented out: written,
-    # they would override VAULT_ADDR (tests/test_init.py).
+    # they would override VAULT_ADDR (tests/e2e/test_init.py).
     scaffold = ('[providers.vault]\ntype = "vault"\n'
                 '# address = "https://vault.example.com:8200"   # default: VAULT_ADDR, then BAO_ADDR\n',
                 "vault", "secret/{app}#{name}")

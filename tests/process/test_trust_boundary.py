@@ -482,7 +482,7 @@ def test_an_import_cannot_set_loader_or_interpreter_variables_unless_allowed(man
 
 # --- hole 7: push --rollback obeys any journal entry ------------------------------------
 
-from tests.test_adopt import vault  # noqa: E402,F401 - the fixture: a fresh KV v2 path and a runner
+from tests.e2e.test_adopt import vault  # noqa: E402,F401 - the fixture: a fresh KV v2 path and a runner
 
 
 def test_rollback_restores_only_what_the_manifest_references(vault):

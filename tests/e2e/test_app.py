@@ -8,15 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 from secretrun.errors import Unavailable
 from secretrun.providers.base import ProviderContext, SecretId
 from secretrun.resolver import fetch_all
-from tests.conftest import assert_no_canary
+from tests.conftest import ROOT, assert_no_canary
 from tests.vault_server import audit_paths
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _python(code: str, cwd, env=None) -> subprocess.CompletedProcess:

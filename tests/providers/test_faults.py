@@ -253,7 +253,7 @@ def test_watching_child_keeps_running_through_faults_and_recovery(bao, tmp_path)
                 failures += 1
                 w.wait_log("refresh still failing" if failures > 1 else "keeps running on its last good values",
                            count=failures - 1 or 1, timeout=20)
-            # Throttling is no outage: the poller slows down instead (tests/test_fleet.py).
+            # Throttling is no outage: the poller slows down instead (tests/e2e/test_fleet.py).
             proxy.throttle("http")
             w.wait_log("a store is throttling the polls", timeout=20)
             proxy.heal()

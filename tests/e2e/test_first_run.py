@@ -75,7 +75,7 @@ EOF
 cat > .venv/bin/pytest <<'EOF'
 #!/bin/sh
 echo "pytest $* (in $PWD)" >> {log}
-exec {sys.executable} -m pytest -q -p no:cacheprovider tests/test_template.py
+exec {sys.executable} -m pytest -q -p no:cacheprovider tests/unit/test_template.py
 EOF
 chmod +x .venv/bin/*'''
     (bin_dir / "python3").write_text(f'''#!/bin/sh

@@ -360,7 +360,7 @@ def test_gcp_push_check_and_rollback(gcp_store, manifest, secretrun):
 
 
 def test_azure_push_check_rollback_and_denied(azure, manifest, secretrun):
-    from tests.test_azure import MANIFEST, READER, READER_SECRET, WRITER, WRITER_SECRET, sp_env
+    from tests.providers.test_azure import MANIFEST, READER, READER_SECRET, WRITER, WRITER_SECRET, sp_env
 
     azure.add_client(WRITER, WRITER_SECRET, permissions=("get", "set", "list"))
     azure.add_client(READER, READER_SECRET)

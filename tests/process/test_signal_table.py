@@ -16,7 +16,7 @@ import pytest
 
 from secretrun.supervise import FORWARDED, OWN
 from tests.conftest import assert_no_canary
-from tests.test_supervise import _unshare_works
+from tests.process.test_supervise import _unshare_works
 from tests.watch_fixtures import Watched, base_env, children_of, manifest_text, wait_for
 
 # The signals that used to kill a supervisor that is not PID 1 (and were

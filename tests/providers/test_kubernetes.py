@@ -516,7 +516,7 @@ def test_the_external_secrets_example_targets_the_watched_secret():
 
 
 def test_the_leak_matrix_for_this_store(kube, cluster, secretrun, tmp_path):
-    """tests/test_leaks.py's two paths with a Kubernetes Secret holding the
+    """tests/e2e/test_leaks.py's two paths with a Kubernetes Secret holding the
     canary: every success and failure output, every format, and no value."""
     kc = kubeconfig(kube, str(tmp_path / "config"), token=cluster)
     ok = write_manifest(tmp_path, kc, 'PW = "${k8s:db#password}"\nWHOLE = "${k8s:db}"\n'

@@ -4,7 +4,7 @@ prints, logs or writes, except where the user asked for the value (the
 child's environment, ``env --reveal``).
 
 Watch-mode restarts, outages and output masking are covered the same way in
-tests/test_watch.py and tests/test_supervise.py (every test there checks the
+tests/process/test_watch.py and tests/process/test_supervise.py (every test there checks the
 canary); the store-specific error paths in each store's own module.
 """
 
