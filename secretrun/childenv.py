@@ -106,18 +106,20 @@ def _normalize(key: str) -> str:
     return "".join(c if c.isalnum() and c.isascii() else "_" for c in key).upper()
 
 
-def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[SecretId, Any],
+def build(manifest: Manifest, snapshot: Mapping[SecretId, Any],
           environ: Mapping[str, str], consumed: Tuple[str, ...] = (),
           skip_providers: Optional[Set[str]] = None,
           env_prefixes: Optional[Mapping[str, str]] = None) -> ChildEnv:
     """``consumed``: variables of ``environ`` secretrun read to log in to a
     store; they reach the child by no route (inherited, imported) unless
-    ``[env]`` or ``-e`` sets them by name. ``env_prefixes``: each env-type
-    provider's name and prefix, to tell which variable an import read."""
+    ``[env]`` or ``-e`` (``manifest.extras``) sets them by name.
+    ``env_prefixes``: each env-type provider's name and prefix, to tell
+    which variable an import read."""
     from .loadervars import is_loader_variable
     from .manifest import is_env_name
 
     settings = manifest.settings
+    extras = manifest.extras
     log = logs.get()
     skip = skip_providers or set()
     consumed_set = set(consumed)

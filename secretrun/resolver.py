@@ -67,13 +67,11 @@ class Session(ConsumedCredentials):
     provider), and only for the stores the manifest uses.
     """
 
-    def __init__(self, manifest: Manifest, extras: Optional[Mapping[str, Template]] = None,
-                 environ: Optional[Mapping[str, str]] = None, watch: bool = False,
+    def __init__(self, manifest: Manifest, environ: Optional[Mapping[str, str]] = None, watch: bool = False,
                  log: Optional[logs.Logger] = None, deliver_files: bool = True, run_as=None) -> None:
         self.manifest = manifest
         self.run_as = run_as        # runas.RunAs: the command's user, who alone may read file = true values
         self.settings: Settings = manifest.settings
-        self.extras = dict(extras or {})
         self.environ = dict(os.environ if environ is None else environ)
         self.watch = watch
         # False (``check``, ``env``): ``file = true`` values are kept by
@@ -164,7 +162,7 @@ class Session(ConsumedCredentials):
         wanted: List[SecretId] = []
         for var in self.manifest.env.values():
             wanted += [r.secret_id for r in refs(var.template)]
-        for tpl in self.extras.values():
+        for tpl in self.manifest.extras.values():
             wanted += [r.secret_id for r in refs(tpl)]
         wanted += [self._import_sid(imp) for imp in self.manifest.imports]
         return list(dict.fromkeys(wanted))
@@ -201,7 +199,7 @@ class Session(ConsumedCredentials):
 
     def _users(self, sid: SecretId) -> List[str]:
         names = [v.name for v in self.manifest.env.values() if any(r.secret_id == sid for r in refs(v.template))]
-        names += [n for n, t in self.extras.items() if any(r.secret_id == sid for r in refs(t))]
+        names += [n for n, t in self.manifest.extras.items() if any(r.secret_id == sid for r in refs(t))]
         names += [i.label for i in self.manifest.imports if self._import_sid(i) == sid]
         return names
 
@@ -309,7 +307,7 @@ class Session(ConsumedCredentials):
     def _build(self):
         from .childenv import build
 
-        result = build(self.manifest, self.extras, self.snapshot, self.environ, self.consumed_env(),
+        result = build(self.manifest, self.snapshot, self.environ, self.consumed_env(),
                        skip_providers=set(self.provider_problems), env_prefixes=self.env_prefixes())
         if not (self.watch and self.rendered is not None):
             # Watching, later values are registered by the supervisor when the
