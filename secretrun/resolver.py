@@ -12,7 +12,7 @@ from __future__ import annotations
 import _thread
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import logs
 from .consumed import ConsumedCredentials
@@ -31,20 +31,8 @@ from .providers.base import Provider, ProviderContext, Secret, SecretId
 from .template import Template, refs
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .childenv import ChildEnv
     from .leases import LeaseBook
-
-
-class Rendered(NamedTuple):
-    """A complete environment for the child, built from one snapshot."""
-
-    env: Dict[str, str]              # the child's whole environment
-    files: Dict[str, bytes]          # path -> content of every ``file = true`` variable
-                                     # (variable -> content when the session does not deliver files)
-    on_change: Dict[str, str]        # manifest variable -> restart | signal | ignore
-    values: frozenset                # every resolved secret value, for masking
-    sources: Dict[str, str]          # variable -> reference text or origin, for logs and ``check``
-    versions: Dict[str, Optional[str]]  # variable -> version of the secret it came from
-    managed: Tuple[str, ...]         # the variables secretrun set (not inherited)
 
 
 # --- the session -----------------------------------------------------------------
@@ -61,7 +49,7 @@ def _set_path(options: Dict[str, Any], path: Tuple[str, ...], value: Any) -> Non
 class Session(ConsumedCredentials):
     """One manifest, its providers, and its latest resolution.
 
-    ``resolve()`` / ``refresh()`` return a ``Rendered`` or raise
+    ``resolve()`` / ``refresh()`` return a ``ChildEnv`` (files delivered) or raise
     ``ResolutionError`` with every problem. Providers are built on first use,
     in dependency order (a provider's options may reference another
     provider), and only for the stores the manifest uses.
@@ -75,13 +63,13 @@ class Session(ConsumedCredentials):
         self.environ = dict(os.environ if environ is None else environ)
         self.watch = watch
         # False (``check``, ``env``): ``file = true`` values are kept by
-        # variable name in ``Rendered.files`` instead of being written out.
+        # variable name in ``ChildEnv.files`` (no ``paths``) instead of being written out.
         self.deliver_files = deliver_files
         self.log = log or logs.get()
         self.providers: Dict[str, Provider] = {}
         self.provider_problems: Dict[str, Problem] = {}
         self.snapshot: Snapshot = {}
-        self.rendered: Optional[Rendered] = None
+        self.rendered: Optional[ChildEnv] = None
         self._delivery: Any = None
         self._option_env: List[str] = []
         self._warned: set = set()
@@ -218,14 +206,14 @@ class Session(ConsumedCredentials):
         if self._audit is not None:
             self._audit.write(event, **fields)
 
-    def resolve(self) -> Rendered:
+    def resolve(self) -> ChildEnv:
         """Fetch everything and build the child's environment."""
         with self._lock:
             self.snapshot = self._fetch(self._wanted())
             self._track_leases(self.snapshot)
             return self._render()
 
-    def refresh(self) -> Rendered:
+    def refresh(self) -> ChildEnv:
         """Re-resolve for polling: secrets whose provider offers a cheap
         ``probe`` are refetched only when the probe says their version moved.
 
@@ -327,19 +315,18 @@ class Session(ConsumedCredentials):
             self.snapshot = self._fetch(self._wanted())
             return self._build()
 
-    def _render(self) -> Rendered:
+    def _render(self) -> ChildEnv:
         result, problems = self._build()
         if problems:
             raise ResolutionError(problems)
-        env = dict(result.env)
-        files: Dict[str, bytes] = {}
-        if result.files:
-            files = self._deliver(result.files, env) if self.deliver_files else dict(result.files)
-        self.rendered = Rendered(env, files, result.on_change, frozenset(result.values), result.sources,
-                                 result.versions, result.managed)
+        if result.files and self.deliver_files:
+            paths = self._deliver(result.files)
+            result = result._replace(env={**result.env, **paths}, paths=paths)
+        self.rendered = result
         return self.rendered
 
-    def _deliver(self, contents: Mapping[str, bytes], env: Dict[str, str]) -> Dict[str, bytes]:
+    def _deliver(self, contents: Mapping[str, bytes]) -> Dict[str, str]:
+        """Each ``file = true`` variable's path (its value for the child)."""
         from . import deliver
 
         if self._delivery is None:
@@ -347,9 +334,7 @@ class Session(ConsumedCredentials):
         # Watching, the supervisor writes the files when it (re)starts or
         # signals the child: a file must not change under a running child
         # before the supervisor has decided what a change means.
-        paths = self._delivery.place(contents, write=not self.watch)
-        env.update(paths)
-        return {paths[name]: data for name, data in contents.items()}
+        return self._delivery.place(contents, write=not self.watch)
 
     # -- supervision hooks --
 
