@@ -133,7 +133,7 @@ class _Quiet:
 
 
 class _Rendered(NamedTuple):
-    """What a refresh returns, as far as the poller looks at it."""
+    """What a refresh returns (a ``ChildEnv``), as far as the poller looks at it."""
 
     env: Dict[str, str]
     files: Dict[str, bytes]

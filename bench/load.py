@@ -44,7 +44,7 @@ def worker(mode: str, manifest: str, expected: int) -> int:
     from secretrun.providers.base import ProviderContext, render, select_field
     from secretrun.template import refs
 
-    loaded, _ = load(manifest)
+    loaded = load(manifest)
     for cfg in loaded.providers.values():
         load_provider(cfg.type)                 # imports the SDK module, outside the timing
     import azure.keyvault.secrets  # noqa: F401 - the SDKs themselves, for both modes alike

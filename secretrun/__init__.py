@@ -34,8 +34,8 @@ def resolve(manifest: str = "secretrun.toml", profile: Optional[str] = None,
     from .manifest import load
     from .resolver import Session
 
-    loaded, extras = load(manifest, profile)
-    session = Session(loaded, extras, os.environ if environ is None else environ)
+    loaded = load(manifest, profile)
+    session = Session(loaded, os.environ if environ is None else environ)
     try:
         rendered = session.resolve()
     finally:

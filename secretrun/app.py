@@ -64,8 +64,8 @@ def open_session(opts: Options, watch: bool = False, deliver_files: bool = True)
     from .resolver import Session
 
     log = logs.configure(opts.log_level, opts.log_format)
-    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env, opts.env_files)
-    return Session(manifest, extras, os.environ, watch=watch, log=log, deliver_files=deliver_files)
+    manifest = load(opts.manifest, opts.profile, opts.extra_env, opts.env_files)
+    return Session(manifest, os.environ, watch=watch, log=log, deliver_files=deliver_files)
 
 
 def run(opts: Options) -> int:
@@ -79,7 +79,7 @@ def run(opts: Options) -> int:
     stopguard.arm()   # before the first resolution: a SIGTERM now starts nothing
     log = logs.configure(opts.log_level, opts.log_format)
     require_command(opts.argv)
-    manifest, extras = load(opts.manifest, opts.profile, opts.extra_env, opts.env_files)
+    manifest = load(opts.manifest, opts.profile, opts.extra_env, opts.env_files)
     watch = manifest.settings.watch if opts.watch is None else opts.watch
     refuse_unmasked(manifest, watch)
     listeners = bind_listeners(opts, manifest.settings, log)
@@ -96,7 +96,7 @@ def run(opts: Options) -> int:
 
         if not make_undumpable():
             log.debug("could not make the supervisor non-dumpable (not Linux?)")
-    session = Session(manifest, extras, os.environ, watch=watch, log=log, run_as=run_as)
+    session = Session(manifest, os.environ, watch=watch, log=log, run_as=run_as)
     rendered = session.resolve()
     log.debug("resolved the environment", variables=len(rendered.managed), manifest=manifest.path)
     if watch:

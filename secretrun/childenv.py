@@ -25,6 +25,7 @@ stores still fail. ``unique = true`` variables must all hold different values.
 from __future__ import annotations
 
 import os
+from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Set, Tuple, Union, cast
 
 from . import logs
@@ -41,15 +42,27 @@ PLACEHOLDERS = frozenset({
 
 
 class ChildEnv(NamedTuple):
-    env: Dict[str, str]
+    """A complete environment for the child, built from one snapshot: what
+    ``build`` returns, and what a ``Session`` resolves to once its files are
+    delivered (``paths``)."""
+
+    env: Dict[str, str]                  # the child's whole environment
     files: Dict[str, bytes]              # variable -> content, for ``file = true``
-    on_change: Dict[str, str]
-    values: List[str]                    # every value that came from a store
-    sources: Dict[str, str]
-    versions: Dict[str, Optional[str]]
-    managed: Tuple[str, ...]
-    problems: Tuple[Problem, ...]
+    on_change: Dict[str, str]            # variable -> restart | signal | ignore (or settings.on_change)
+    values: List[str]                    # every value that came from a store, for masking
+    sources: Dict[str, str]              # variable -> reference text or origin, for logs and ``check``
+    versions: Dict[str, Optional[str]]   # variable -> version of the secret it came from
+    managed: Tuple[str, ...]             # the variables secretrun set (not inherited)
+    problems: Tuple[Problem, ...] = ()
     warnings: Tuple[Problem, ...] = ()   # reported, but the command starts (on_missing = "warn")
+    # variable -> the path its file was delivered at (also its value in ``env``);
+    # empty until a session delivers the files (``check`` and ``env`` do not).
+    paths: Mapping[str, str] = MappingProxyType({})
+
+    @property
+    def delivered(self) -> Dict[str, bytes]:
+        """Path -> content of every delivered file: what the supervisor writes."""
+        return {self.paths[name]: data for name, data in self.files.items() if name in self.paths}
 
 
 def _lookup(ref: Ref, snapshot: Mapping[SecretId, Any]) -> Tuple[Any, Optional[str], Optional[ProviderError]]:
@@ -106,18 +119,20 @@ def _normalize(key: str) -> str:
     return "".join(c if c.isalnum() and c.isascii() else "_" for c in key).upper()
 
 
-def build(manifest: Manifest, extras: Mapping[str, Template], snapshot: Mapping[SecretId, Any],
+def build(manifest: Manifest, snapshot: Mapping[SecretId, Any],
           environ: Mapping[str, str], consumed: Tuple[str, ...] = (),
           skip_providers: Optional[Set[str]] = None,
           env_prefixes: Optional[Mapping[str, str]] = None) -> ChildEnv:
     """``consumed``: variables of ``environ`` secretrun read to log in to a
     store; they reach the child by no route (inherited, imported) unless
-    ``[env]`` or ``-e`` sets them by name. ``env_prefixes``: each env-type
-    provider's name and prefix, to tell which variable an import read."""
+    ``[env]`` or ``-e`` (``manifest.extras``) sets them by name.
+    ``env_prefixes``: each env-type provider's name and prefix, to tell
+    which variable an import read."""
     from .loadervars import is_loader_variable
     from .manifest import is_env_name
 
     settings = manifest.settings
+    extras = manifest.extras
     log = logs.get()
     skip = skip_providers or set()
     consumed_set = set(consumed)

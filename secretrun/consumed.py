@@ -11,18 +11,17 @@ manifest passes it on.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Tuple
 
 from .template import refs
 
 
 class ConsumedCredentials:
     """A part of ``resolver.Session``: it reads the session's providers,
-    manifest, extras and what its option rendering recorded."""
+    manifest (its ``-e`` extras included) and what its option rendering recorded."""
 
     providers: Dict[str, Any]
     manifest: Any
-    extras: Mapping[str, Any]
     _option_env: List[str]
     _consumed_by: Dict[str, str]
 
@@ -59,7 +58,7 @@ class ConsumedCredentials:
         consumed = self.consumed_by()
         prefixes = self.env_prefixes()
         out = []
-        entries = [(n, v.template) for n, v in self.manifest.env.items()] + list(self.extras.items())
+        entries = [(n, v.template) for n, v in self.manifest.env.items()] + list(self.manifest.extras.items())
         for name, tpl in entries:
             if name in consumed:
                 out.append((name, name, consumed[name]))

@@ -31,12 +31,12 @@ def lint(path: Optional[str], profile: Optional[str] = None,
     from .providers import BUILTIN
 
     try:
-        manifest, extras = load(path, profile, extra_env, offline=True)
+        manifest = load(path, profile, extra_env, offline=True)
     except ManifestError as exc:
         return Lint(profile, tuple(exc.problems))
     not_checked = tuple(f"options of provider '{p.name}' (type {p.type}, a plugin): checked when it is built"
                         for p in manifest.providers.values() if p.type not in BUILTIN)
-    variables = len(manifest.env) + len(extras)
+    variables = len(manifest.env) + len(manifest.extras)
     return Lint(profile, (), variables, len(manifest.providers), not_checked)
 
 

@@ -182,16 +182,16 @@ def profile_names(path: Optional[str] = None) -> List[str]:
 
 def load(path: Optional[str] = None, profile: Optional[str] = None,
          extra_env: Tuple[Tuple[str, str], ...] = (), env_files: Sequence[str] = (),
-         offline: bool = False) -> Tuple[Manifest, Dict[str, Template]]:
-    """Load and validate a manifest and the ``-e NAME=VALUE`` extras.
+         offline: bool = False) -> Manifest:
+    """Load and validate a manifest with its ``-e NAME=VALUE`` extras.
     ``offline``: also check the options of the providers in use from the
     SDK-free table, since none will be built.
 
     ``path`` ``-`` reads the manifest from standard input. ``env_files``
     (``--env-file``) are dotenv files imported whole after the manifest's
     own imports; with them, a missing default manifest is an empty one.
-    Returns the manifest and the parsed extras; raises ``ManifestError`` with
-    every problem found.
+    Returns the manifest, the parsed extras in ``Manifest.extras``; raises
+    ``ManifestError`` with every problem found.
     """
     path = path or DEFAULT_PATH
     if path == "-":
@@ -241,9 +241,9 @@ def load(path: Optional[str] = None, profile: Optional[str] = None,
     if settings.strict and settings.on_missing == "warn":
         c.bad("settings.on_missing = \"warn\" cannot be used with settings.strict = true: "
               "strict means a missing secret stops the command")
-    manifest = Manifest(path, settings, providers, env, tuple(imports), profile)
-    _check_references(manifest, extras, c)
-    _check_provider_options(manifest, extras, c, every=offline)
+    manifest = Manifest(path, settings, providers, env, tuple(imports), profile, extras)
+    _check_references(manifest, c)
+    _check_provider_options(manifest, c, every=offline)
     if c.problems:
         raise ManifestError(c.problems)
-    return manifest, extras
+    return manifest

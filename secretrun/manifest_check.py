@@ -293,7 +293,7 @@ def _imports(raw: Any, c: _Checker) -> List[Import]:
     return out
 
 
-def _check_references(m: Manifest, extra: Mapping[str, Template], c: _Checker) -> None:
+def _check_references(m: Manifest, c: _Checker) -> None:
     declared = set(m.providers) | {"env"}
 
     def check(tpl: Template, variable: Optional[str], where: str = "") -> None:
@@ -305,7 +305,7 @@ def _check_references(m: Manifest, extra: Mapping[str, Template], c: _Checker) -
 
     for var in m.env.values():
         check(var.template, var.name)
-    for name, tpl in extra.items():
+    for name, tpl in m.extras.items():
         check(tpl, name, "-e: ")
     for imp in m.imports:
         check((imp.ref,), None, "[[import]]: ")
@@ -333,10 +333,10 @@ def _check_references(m: Manifest, extra: Mapping[str, Template], c: _Checker) -
         visit(node, ())
 
 
-def used_providers(m: Manifest, extras: Mapping[str, Template]) -> set:
+def used_providers(m: Manifest) -> set:
     """The providers a reference names, directly or from another provider's options."""
     used = set()
-    for tpl in [v.template for v in m.env.values()] + list(extras.values()):
+    for tpl in [v.template for v in m.env.values()] + list(m.extras.values()):
         used |= {r.provider for r in refs(tpl)}
     used |= {imp.ref.provider for imp in m.imports}
     for p in m.providers.values():
@@ -359,12 +359,12 @@ def provider_option_problems(m: Manifest, names) -> List[Problem]:
     return out
 
 
-def _check_provider_options(m: Manifest, extras: Mapping[str, Template], c: _Checker, every: bool) -> None:
+def _check_provider_options(m: Manifest, c: _Checker, every: bool) -> None:
     # A provider no reference uses is never built, so its from_config never
     # checks its options: check them here, before anything is fetched. The
     # ones in use are checked fully when they are built, unless ``every``
     # (``check --offline``, which builds none).
-    used = used_providers(m, extras)
+    used = used_providers(m)
     names = [n for n in m.providers if every or n not in used]
     if names:
         c.problems += provider_option_problems(m, names)

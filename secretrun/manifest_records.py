@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, Optional, Tuple
 
 from .template import Ref, Template
@@ -87,6 +88,9 @@ class Manifest(NamedTuple):
     env: Mapping[str, EnvVar]
     imports: Tuple[Import, ...]
     profile: Optional[str] = None
+    # ``-e NAME=VALUE`` from the command line: they override ``[env]`` (a
+    # same-named ``[env]`` entry's checks still apply to them).
+    extras: Mapping[str, Template] = MappingProxyType({})
 
     @property
     def base_dir(self) -> str:

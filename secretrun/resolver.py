@@ -12,7 +12,7 @@ from __future__ import annotations
 import _thread
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import logs
 from .consumed import ConsumedCredentials
@@ -31,20 +31,8 @@ from .providers.base import Provider, ProviderContext, Secret, SecretId
 from .template import Template, refs
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .childenv import ChildEnv
     from .leases import LeaseBook
-
-
-class Rendered(NamedTuple):
-    """A complete environment for the child, built from one snapshot."""
-
-    env: Dict[str, str]              # the child's whole environment
-    files: Dict[str, bytes]          # path -> content of every ``file = true`` variable
-                                     # (variable -> content when the session does not deliver files)
-    on_change: Dict[str, str]        # manifest variable -> restart | signal | ignore
-    values: frozenset                # every resolved secret value, for masking
-    sources: Dict[str, str]          # variable -> reference text or origin, for logs and ``check``
-    versions: Dict[str, Optional[str]]  # variable -> version of the secret it came from
-    managed: Tuple[str, ...]         # the variables secretrun set (not inherited)
 
 
 # --- the session -----------------------------------------------------------------
@@ -61,29 +49,27 @@ def _set_path(options: Dict[str, Any], path: Tuple[str, ...], value: Any) -> Non
 class Session(ConsumedCredentials):
     """One manifest, its providers, and its latest resolution.
 
-    ``resolve()`` / ``refresh()`` return a ``Rendered`` or raise
+    ``resolve()`` / ``refresh()`` return a ``ChildEnv`` (files delivered) or raise
     ``ResolutionError`` with every problem. Providers are built on first use,
     in dependency order (a provider's options may reference another
     provider), and only for the stores the manifest uses.
     """
 
-    def __init__(self, manifest: Manifest, extras: Optional[Mapping[str, Template]] = None,
-                 environ: Optional[Mapping[str, str]] = None, watch: bool = False,
+    def __init__(self, manifest: Manifest, environ: Optional[Mapping[str, str]] = None, watch: bool = False,
                  log: Optional[logs.Logger] = None, deliver_files: bool = True, run_as=None) -> None:
         self.manifest = manifest
         self.run_as = run_as        # runas.RunAs: the command's user, who alone may read file = true values
         self.settings: Settings = manifest.settings
-        self.extras = dict(extras or {})
         self.environ = dict(os.environ if environ is None else environ)
         self.watch = watch
         # False (``check``, ``env``): ``file = true`` values are kept by
-        # variable name in ``Rendered.files`` instead of being written out.
+        # variable name in ``ChildEnv.files`` (no ``paths``) instead of being written out.
         self.deliver_files = deliver_files
         self.log = log or logs.get()
         self.providers: Dict[str, Provider] = {}
         self.provider_problems: Dict[str, Problem] = {}
         self.snapshot: Snapshot = {}
-        self.rendered: Optional[Rendered] = None
+        self.rendered: Optional[ChildEnv] = None
         self._delivery: Any = None
         self._option_env: List[str] = []
         self._warned: set = set()
@@ -164,7 +150,7 @@ class Session(ConsumedCredentials):
         wanted: List[SecretId] = []
         for var in self.manifest.env.values():
             wanted += [r.secret_id for r in refs(var.template)]
-        for tpl in self.extras.values():
+        for tpl in self.manifest.extras.values():
             wanted += [r.secret_id for r in refs(tpl)]
         wanted += [self._import_sid(imp) for imp in self.manifest.imports]
         return list(dict.fromkeys(wanted))
@@ -201,7 +187,7 @@ class Session(ConsumedCredentials):
 
     def _users(self, sid: SecretId) -> List[str]:
         names = [v.name for v in self.manifest.env.values() if any(r.secret_id == sid for r in refs(v.template))]
-        names += [n for n, t in self.extras.items() if any(r.secret_id == sid for r in refs(t))]
+        names += [n for n, t in self.manifest.extras.items() if any(r.secret_id == sid for r in refs(t))]
         names += [i.label for i in self.manifest.imports if self._import_sid(i) == sid]
         return names
 
@@ -220,14 +206,14 @@ class Session(ConsumedCredentials):
         if self._audit is not None:
             self._audit.write(event, **fields)
 
-    def resolve(self) -> Rendered:
+    def resolve(self) -> ChildEnv:
         """Fetch everything and build the child's environment."""
         with self._lock:
             self.snapshot = self._fetch(self._wanted())
             self._track_leases(self.snapshot)
             return self._render()
 
-    def refresh(self) -> Rendered:
+    def refresh(self) -> ChildEnv:
         """Re-resolve for polling: secrets whose provider offers a cheap
         ``probe`` are refetched only when the probe says their version moved.
 
@@ -309,7 +295,7 @@ class Session(ConsumedCredentials):
     def _build(self):
         from .childenv import build
 
-        result = build(self.manifest, self.extras, self.snapshot, self.environ, self.consumed_env(),
+        result = build(self.manifest, self.snapshot, self.environ, self.consumed_env(),
                        skip_providers=set(self.provider_problems), env_prefixes=self.env_prefixes())
         if not (self.watch and self.rendered is not None):
             # Watching, later values are registered by the supervisor when the
@@ -329,19 +315,18 @@ class Session(ConsumedCredentials):
             self.snapshot = self._fetch(self._wanted())
             return self._build()
 
-    def _render(self) -> Rendered:
+    def _render(self) -> ChildEnv:
         result, problems = self._build()
         if problems:
             raise ResolutionError(problems)
-        env = dict(result.env)
-        files: Dict[str, bytes] = {}
-        if result.files:
-            files = self._deliver(result.files, env) if self.deliver_files else dict(result.files)
-        self.rendered = Rendered(env, files, result.on_change, frozenset(result.values), result.sources,
-                                 result.versions, result.managed)
+        if result.files and self.deliver_files:
+            paths = self._deliver(result.files)
+            result = result._replace(env={**result.env, **paths}, paths=paths)
+        self.rendered = result
         return self.rendered
 
-    def _deliver(self, contents: Mapping[str, bytes], env: Dict[str, str]) -> Dict[str, bytes]:
+    def _deliver(self, contents: Mapping[str, bytes]) -> Dict[str, str]:
+        """Each ``file = true`` variable's path (its value for the child)."""
         from . import deliver
 
         if self._delivery is None:
@@ -349,9 +334,7 @@ class Session(ConsumedCredentials):
         # Watching, the supervisor writes the files when it (re)starts or
         # signals the child: a file must not change under a running child
         # before the supervisor has decided what a change means.
-        paths = self._delivery.place(contents, write=not self.watch)
-        env.update(paths)
-        return {paths[name]: data for name, data in contents.items()}
+        return self._delivery.place(contents, write=not self.watch)
 
     # -- supervision hooks --
 

@@ -69,12 +69,10 @@ def changed_variables(old, new) -> Tuple[Tuple[str, ...], bool]:
     whether any delivered file's content differs."""
     names = {k for k in set(old.env) | set(new.env) if old.env.get(k) != new.env.get(k)}
     files_changed = False
-    for path in set(old.files) | set(new.files):
-        if old.files.get(path) != new.files.get(path):
+    for name in set(old.files) | set(new.files):
+        if old.files.get(name) != new.files.get(name):
             files_changed = True
-            owners = [k for k, v in new.env.items() if v == path] or \
-                     [k for k, v in old.env.items() if v == path]
-            names.update(owners or [path])
+            names.add(name)
     return tuple(sorted(names)), files_changed
 
 
@@ -95,7 +93,7 @@ def decide(old, new, default: str) -> Tuple[str, Tuple[str, ...], bool, List[str
     action, notes = "ignore", []
     for name in changed:
         policy = new.on_change.get(name) or old.on_change.get(name) or default
-        if policy == "signal" and new.env.get(name) not in new.files:
+        if policy == "signal" and name not in new.files:
             notes.append(f"{name} is not a file, so a signal cannot deliver it: restarting")
             policy = "restart"
         if policy == "restart" and default == "exit":

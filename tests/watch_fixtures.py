@@ -278,14 +278,16 @@ class FakeLog:
 
 def rendered(env: Dict[str, str], files: Optional[Dict[str, bytes]] = None,
              on_change: Optional[Dict[str, str]] = None, default: str = "restart"):
-    """A ``Rendered`` as the core's session returns it."""
-    from secretrun.resolver import Rendered
+    """A ``ChildEnv`` as the core's session returns it: ``files`` by
+    variable, delivered at the path that variable holds in ``env``."""
+    from secretrun.childenv import ChildEnv
 
     names = tuple(env)
     policy = {name: default for name in names}
     policy.update(on_change or {})
-    return Rendered(dict(env), dict(files or {}), policy, frozenset(env.values()),
-                    {name: f"${{test:{name.lower()}}}" for name in names}, {n: None for n in names}, names)
+    return ChildEnv(dict(env), dict(files or {}), policy, list(env.values()),
+                    {name: f"${{test:{name.lower()}}}" for name in names}, {n: None for n in names}, names,
+                    paths={name: env[name] for name in files or {}})
 
 
 def settings(**overrides):
@@ -298,7 +300,7 @@ def settings(**overrides):
 
 class FakeSession:
     """The core's Session contract with scripted outcomes: each
-    ``refresh()`` takes the next item of ``script`` (a Rendered, an
+    ``refresh()`` takes the next item of ``script`` (a ChildEnv, an
     exception, or a function returning either), repeating the last one when
     the script runs out."""
 

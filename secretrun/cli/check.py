@@ -56,7 +56,7 @@ def check(manifest, profile, extra_env, log_level, log_format, fmt, offline, all
     failed_providers = {name: p for name, p in session.provider_problems.items()}
     warned = {w.variable: w for w in result.warnings}
     rows = []
-    names = list(session.manifest.env) + [n for n in session.extras if n not in session.manifest.env]
+    names = list(session.manifest.env) + [n for n in session.manifest.extras if n not in session.manifest.env]
     imported = [n for n in result.managed if n not in names]
     from ..template import refs
 

@@ -107,5 +107,5 @@ def example(manifest, profile) -> None:
     from ..dotenv_example import render
     from ..manifest import load
 
-    loaded, _ = load(manifest, profile)
+    loaded = load(manifest, profile)
     click.echo(render(loaded), nl=False)

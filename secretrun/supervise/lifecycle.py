@@ -28,7 +28,7 @@ class Lifecycle(State):
     (a mixin of ``Supervisor``: it shares its state)."""
 
     def _start(self, rendered, reason: Optional[str] = None) -> None:
-        self._write_files(rendered.files)
+        self._write_files(rendered.delivered)
         # Values are registered for masking when the command gets them, not
         # when a poll sees them (issue 13: memory stays bounded).
         self.plumbing.update_values(rendered.values)
@@ -169,7 +169,7 @@ class Lifecycle(State):
             self.log.info(f"{decision.reason}; on_change = ignore: the command keeps its values")
             return
         if action == "signal":
-            self._write_files(decision.rendered.files)
+            self._write_files(decision.rendered.delivered)
             self.plumbing.update_values(decision.rendered.values)
             self.poller.committed(decision.rendered)
             self.rendered = decision.rendered

@@ -69,7 +69,7 @@ class Overlap:
         self.probe = Probe(self.ready, sup.listeners, now)
         if self.probe.fileno() is not None:
             sup.selector.register(self.probe.fileno(), selectors.EVENT_READ, _nothing)
-        sup._write_files(rendered.files)
+        sup._write_files(rendered.delivered)
         env = sup._child_env(rendered)
         env.update(self.probe.env())
         try:
@@ -142,7 +142,7 @@ class Overlap:
             self.pid = None
         self._close_probe()
         sup.state = "running"
-        sup._write_files(sup.rendered.files)   # the old command's files, as they were
+        sup._write_files(sup.rendered.delivered)   # the old command's files, as they were
         sup.log.error(f"the new command {why}; the old one keeps serving with its old values; "
                       "retrying at the next change or poll", old_pid=sup.pid, variables=",".join(self.variables))
         sup.notifier.ready(status=f"restart failed; running {os.path.basename(sup.argv[0])} (pid {sup.pid})")

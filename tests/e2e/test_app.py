@@ -127,8 +127,8 @@ def test_the_lease_book_renews_and_revokes_a_real_vault_lease(bao, manifest, mon
         [env]
         MQ_USER = "${vault:rabbitmq/creds/app#username}"
     """)
-    loaded, extras = load(str(path))
-    session = Session(loaded, extras, {"VAULT_ADDR": bao.url, "VAULT_TOKEN": bao.root})
+    loaded = load(str(path))
+    session = Session(loaded, {"VAULT_ADDR": bao.url, "VAULT_TOKEN": bao.root})
     try:
         session.resolve()
         before = len(audit_paths(bao.audit))

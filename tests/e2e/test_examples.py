@@ -35,7 +35,7 @@ def test_quick_start_runs_from_dotenv(tmp_path):
 
 
 def test_quick_start_vault_profile_validates():
-    manifest, _ = load(str(EXAMPLES / "quickstart" / "secretrun.toml"), "vault")
+    manifest = load(str(EXAMPLES / "quickstart" / "secretrun.toml"), "vault")
     assert manifest.providers["store"].type == "vault" and manifest.settings.fallback == ".env"
 
 
@@ -63,7 +63,7 @@ def test_kubernetes_example_manifest_is_valid(tmp_path):
     assert container["command"][:2] == ["secretrun", "--watch"]
     path = tmp_path / "secretrun.toml"
     path.write_text(configmap["data"]["secretrun.toml"])
-    manifest, _ = load(str(path))
+    manifest = load(str(path))
     assert manifest.providers["vault"].options["auth"]["method"] == "kubernetes"
     assert manifest.env["TLS_KEY"].file and manifest.env["TLS_KEY"].on_change == "signal"
 
@@ -95,7 +95,7 @@ def test_kubernetes_example_checks_against_openbao(bao, tmp_path):
 
 
 def test_systemd_example_manifest_is_valid():
-    manifest, _ = load(str(ROOT / "systemd" / "example-app.toml"))
+    manifest = load(str(ROOT / "systemd" / "example-app.toml"))
     assert manifest.providers["vault"].templates  # the secret id comes from the credentials directory
 
 

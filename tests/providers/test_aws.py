@@ -371,7 +371,7 @@ def test_session_refresh_refetches_only_what_rotated(aws, manifest):
         B = "${{aws:b#k}}"
         P = "${{ssm:p}}"
         """)
-    session = Session(*load(str(path)), environ=aws.env)
+    session = Session(load(str(path)), environ=aws.env)
     try:
         assert {k: session.resolve().env[k] for k in "ABP"} == {"A": "a1", "B": "b1", "P": "p1"}
         aws.sm.put_secret_value(SecretId="a", SecretString="a2")

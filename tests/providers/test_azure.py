@@ -403,8 +403,8 @@ def test_session_refresh_reads_each_secret_once(azure, kv, manifest, make):
     writer = make(environ=sp_env(azure, WRITER, WRITER_SECRET))
     writer.write(sid("rotating"), "v1")
     path = write_manifest(manifest, azure, 'A = "${kv:rotating}"\nB = "${kv:canary}"\n')
-    loaded, extras = load(str(path))
-    session = Session(loaded, extras, sp_env(azure), watch=True)
+    loaded = load(str(path))
+    session = Session(loaded, sp_env(azure), watch=True)
     try:
         assert session.resolve().env["A"] == "v1"
         azure.reset()

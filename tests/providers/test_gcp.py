@@ -284,8 +284,8 @@ insecure = true
 [env]
 DB = "${{gcp:db}}"
 """)
-    manifest, extras = load(str(path), None)
-    session = Session(manifest, extras, {"PATH": os.environ["PATH"]})
+    manifest = load(str(path), None)
+    session = Session(manifest, {"PATH": os.environ["PATH"]})
     try:
         first = session.resolve()
         assert first.env["DB"] == "one" and first.versions["DB"] == "1"

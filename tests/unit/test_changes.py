@@ -47,8 +47,8 @@ class Pushing(Provider):
 
 def session(manifest, provider):
     path = manifest('version = 1\n[providers.p]\ntype = "env"\n[env]\nA = "${p:a}"\nB = "${p:b}"\n')
-    loaded, extras = load(str(path))
-    s = Session(loaded, extras, {}, watch=True)
+    loaded = load(str(path))
+    s = Session(loaded, {}, watch=True)
     s.providers["p"] = provider
     return s
 

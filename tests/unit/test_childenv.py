@@ -44,8 +44,8 @@ def run(tmp_path, env_block, settings="", environ=None, extra=(), files=None):
         (tmp_path / name).write_text(text)
     path = tmp_path / "secretrun.toml"
     path.write_text(HEAD + (f"[settings]\n{settings}\n" if settings else "") + textwrap.dedent(env_block))
-    manifest, extras = load(str(path), None, tuple(extra))
-    return build(manifest, extras, STORE, {"PATH": "/bin", **(environ or {})}, consumed=("VAULT_TOKEN",))
+    manifest = load(str(path), None, tuple(extra))
+    return build(manifest, STORE, {"PATH": "/bin", **(environ or {})}, consumed=("VAULT_TOKEN",))
 
 
 # --- values that resolve: (env block, settings, expected variables) ---------------------------

@@ -42,14 +42,14 @@ def test_spec_example_loads(manifest):
         settings.fallback = ".env.development"
         providers.vault.address = "http://127.0.0.1:8201"
     """)
-    m, _ = load(str(path))
+    m = load(str(path))
     assert m.settings.poll_interval == 30 and m.settings.kill_timeout == 90 and m.settings.splay == 0.25
     assert m.settings.reload_signal == signal.SIGHUP and m.settings.on_change == "signal"
     assert m.env["JWT_SECRET"].min_length == 32 and m.env["TLS_KEY"].file
     assert m.imports[0].prefix == "APP_"
     # the option template is found, so the provider is built after ``env``
     assert m.providers["vault"].templates[0][0] == ("auth", "role_id")
-    dev, _ = load(str(path), profile="development")
+    dev = load(str(path), profile="development")
     assert dev.settings.fallback == ".env.development"
     assert dev.providers["vault"].options["address"] == "http://127.0.0.1:8201"
     assert dev.providers["vault"].options["auth"]["method"] == "approle"  # merged, not replaced
@@ -121,7 +121,7 @@ def test_profile_that_changes_a_provider_type_replaces_it(manifest):
         [[profiles.local.import]]
         from = "${store:*}"
     """)
-    m, _ = load(str(path), profile="local")
+    m = load(str(path), profile="local")
     assert dict(m.providers["store"].options) == {"type": "dotenv", "path": ".env"}
     assert set(m.env) == {"A", "B"} and len(m.imports) == 1
 
@@ -141,7 +141,7 @@ def test_provider_option_cycle_is_refused(manifest):
 
 def test_strict_turns_a_fallback_off_instead_of_refusing_it(manifest):
     # A base with a fallback and a strict production profile: TOML cannot unset a key.
-    m, _ = load(str(manifest('version = 1\n[settings]\nfallback = ".env"\n'
+    m = load(str(manifest('version = 1\n[settings]\nfallback = ".env"\n'
                              '[profiles.production.settings]\nstrict = true\n')), "production")
     assert m.settings.strict and m.settings.fallback == ".env"
 

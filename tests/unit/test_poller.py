@@ -106,7 +106,7 @@ def settle(poller, clock, wall, new):
 
 
 def test_per_variable_policies_the_strongest_wins():
-    first = rendered({"DB": CANARY, "API": "a1", "TLS": "/run/x/TLS"}, files={"/run/x/TLS": b"k1"},
+    first = rendered({"DB": CANARY, "API": "a1", "TLS": "/run/x/TLS"}, files={"TLS": b"k1"},
                      on_change={"API": "ignore", "TLS": "signal"})
     poller, clock, wall, log = make(first=first)
     only_api = first._replace(env={**first.env, "API": "a2"})
@@ -114,11 +114,11 @@ def test_per_variable_policies_the_strongest_wins():
     assert decision.action == "ignore" and decision.changed == ("API",)
     # ignored: no decision again for the same values
     assert poll(poller, clock, wall, only_api) is None
-    tls = only_api._replace(files={"/run/x/TLS": b"k2"})
+    tls = only_api._replace(files={"TLS": b"k2"})
     decision = settle(poller, clock, wall, tls)
     assert decision.action == "signal" and decision.changed == ("TLS",) and decision.files_changed
     poller.committed(tls)
-    both = tls._replace(env={**tls.env, "DB": NEW}, files={"/run/x/TLS": b"k3"})
+    both = tls._replace(env={**tls.env, "DB": NEW}, files={"TLS": b"k3"})
     decision = settle(poller, clock, wall, both)
     assert decision.action == "restart" and decision.changed == ("DB", "TLS")
 
@@ -218,8 +218,8 @@ def test_an_expiring_lease_refresh_that_fails_is_retried_with_backoff():
 
 
 def test_changed_variables_names_files_by_their_variable():
-    a = rendered({"K": "/d/K", "X": "1111"}, files={"/d/K": b"a"})
-    b = rendered({"K": "/d/K", "X": "1111"}, files={"/d/K": b"b"})
+    a = rendered({"K": "/d/K", "X": "1111"}, files={"K": b"a"})
+    b = rendered({"K": "/d/K", "X": "1111"}, files={"K": b"b"})
     assert changed_variables(a, b) == (("K",), True)
     assert changed_variables(a, a) == ((), False)
 

@@ -180,8 +180,8 @@ def test_a_malformed_reference_fetches_nothing(manifest):
 
     store = Picky(lambda sid: Secret("v"))
     path = manifest('version = 1\n[env]\nA = "${env:good}"\nB = "${env:bad name}"\n')
-    loaded, extras = load(str(path))
-    session = Session(loaded, extras, {"good": "1"})
+    loaded = load(str(path))
+    session = Session(loaded, {"good": "1"})
     session.providers["env"] = store
     with pytest.raises(ResolutionError) as info:
         session.resolve()
@@ -213,8 +213,8 @@ def test_leases_are_renewed_then_refetched_before_they_end(manifest, monkeypatch
 
     store = Leasing(handler)
     path = manifest('version = 1\n[settings]\npoll_interval = "10s"\n[env]\nCRED = "${env:db}"\n')
-    loaded, extras = load(str(path))
-    session = Session(loaded, extras, {})
+    loaded = load(str(path))
+    session = Session(loaded, {})
     session.providers["env"] = store
     assert session.resolve().env["CRED"] == "cred-1"
     session.keepalive()
@@ -250,8 +250,8 @@ def test_a_throttled_refresh_stops_asking_that_store_and_keeps_last_good_values(
 
     store = Limited(lambda sid: Secret(f"value-{sid.path}", version="v1"))
     env = "\n".join(f'S{i} = "${{env:s{i}}}"' for i in range(20))
-    loaded, extras = load(str(manifest(f'version = 1\n[settings]\nretries = 3\n[env]\n{env}\n')))
-    session = Session(loaded, extras, {})
+    loaded = load(str(manifest(f'version = 1\n[settings]\nretries = 3\n[env]\n{env}\n')))
+    session = Session(loaded, {})
     session.providers["env"] = store
     first = session.resolve()
     limit["left"] = 5
