@@ -235,9 +235,12 @@ class Session(ConsumedCredentials):
         other secrets keep their last good values until the next poll) and
         its ``Throttled`` answers are not retried here: the error raised
         carries them as ``throttled``, and the poller slows down."""
-        from .providers.capabilities import offers  # not on the exec path (watching only)
+        from .providers.capabilities import implements, offers  # not on the exec path (watching only)
 
         with self._lock:
+            for store in list(self.providers.values()):
+                if implements(store, "forget"):
+                    store.forget()   # a local store reads its file again
             wanted = self._wanted()
             stale = []
             expiring = self._expiring()
