@@ -13,6 +13,14 @@ refetched before they end. What the book asks of a store goes by capability
 (``providers.capabilities.implements``): ``renew`` only where the store
 renews (otherwise the lease simply cannot be extended), ``revoke`` only where
 it revokes.
+
+Vault keeps its own record of the leases it issued beside this book, on
+purpose: its login token must not be revoked while a lease depends on it,
+and its ``probe`` answers a lease's stamp while the lease lasts, also where
+this book records nothing (``check`` and ``env`` resolve without it;
+``push``, ``rotate`` and ``adopt`` call the provider themselves), on the
+provider's own testable clock. A store reading the session's book would
+depend on the core that calls it. See ``providers.vault.client``.
 """
 
 from __future__ import annotations
