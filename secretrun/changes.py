@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import ProviderError
 from .providers.base import Provider, Secret, SecretId
+from .providers.capabilities import offers
 
 Outcome = Union[Secret, ProviderError]
 
@@ -47,7 +48,8 @@ class ChangeFeed:
         are followed."""
         by_provider: Dict[str, List[SecretId]] = {}
         for sid in sids:
-            if sid.provider in providers:
+            # Only a change source is asked; every other store is polled.
+            if sid.provider in providers and offers(providers[sid.provider], "change_source"):
                 by_provider.setdefault(sid.provider, []).append(sid)
         followed = 0
         for name, ids in by_provider.items():

@@ -10,7 +10,9 @@ deadline (``deadline.bounded``).
   ``#password`` of one secret are one fetch);
 - local stores (env, dotenv, file) inline; network stores in a thread pool
   sized to the work, at most ``max_concurrency`` in flight per store, in
-  chunks of ``batch_size`` where the store has a batch verb;
+  chunks of ``batch_size`` where the store has a batch verb; ids a batch
+  leaves unanswered (a store that refused the batch verb, a pinned version
+  the batch call cannot read) go back into the same pool, one read each;
 - errors whose ``retryable`` is true (``Unavailable``, unless it says
   otherwise, as a TLS refusal does) retried ``settings.retries`` times with
   exponential backoff and full jitter; nothing else is retried. A watch
@@ -88,13 +90,16 @@ def fetch_all(providers: Mapping[str, Provider], sids: Iterable[SecretId], retri
 
         def timed_task(provider, chunk, retries, sleep):
             start = time.monotonic()
-            got = inner_task(provider, chunk, retries, sleep)
+            got, gaps = inner_task(provider, chunk, retries, sleep)
             for sid, out in got.items():
                 observe(sid, out, time.monotonic() - start)
-            return got
+            return got, gaps
 
         return _fetch_all(providers, sids, retries, sleep, timed_one, timed_task)
     return _fetch_all(providers, sids, retries, sleep, fetch_one, run_task)
+
+
+Task = Tuple[Provider, Tuple[SecretId, ...]]
 
 
 def _fetch_all(providers, sids, retries, sleep, fetch_one, run_task) -> Snapshot:
@@ -102,7 +107,7 @@ def _fetch_all(providers, sids, retries, sleep, fetch_one, run_task) -> Snapshot
     for sid in dict.fromkeys(sids):
         by_provider.setdefault(sid.provider, []).append(sid)
     out: Snapshot = {}
-    tasks: List[Tuple[Provider, Tuple[SecretId, ...]]] = []
+    tasks: List[Task] = []
     for name, ids in by_provider.items():
         provider = providers[name]
         if provider.local:
@@ -112,25 +117,49 @@ def _fetch_all(providers, sids, retries, sleep, fetch_one, run_task) -> Snapshot
         size = max(1, provider.batch_size)
         for i in range(0, len(ids), size):
             tasks.append((provider, tuple(ids[i:i + size])))
-    if not tasks:
-        return out
     if len(tasks) == 1:
-        out.update(run_task(*tasks[0], retries, sleep))
-        return out
+        got, gaps = run_task(*tasks[0], retries, sleep)
+        out.update(got)
+        tasks = [(tasks[0][0], (sid,)) for sid in gaps]
+        if len(tasks) == 1:   # one gap: read inline, as one secret is
+            out.update(run_task(*tasks[0], retries, sleep)[0])
+            return out
+    if tasks:
+        pooled = _pooled(tasks, retries, sleep, run_task)
+        # In the order asked, whichever request answered first.
+        out.update((sid, pooled[sid]) for _, chunk in tasks for sid in chunk)
+    return out
+
+
+def _pooled(tasks: List[Task], retries: int, sleep, run_task) -> Snapshot:
+    """Run ``tasks`` in one thread pool, at most ``max_concurrency`` in flight
+    per store. Ids a batch leaves unanswered are submitted to the same pool
+    as single reads by this (the coordinating) thread, never from inside a
+    worker: a worker waiting on the pool it runs in could deadlock it."""
     import threading
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    limits = {id(p): threading.BoundedSemaphore(max(1, p.max_concurrency)) for p, _ in tasks}
+    stores = {id(p): p for p, _ in tasks}
+    limits = {key: threading.BoundedSemaphore(max(1, p.max_concurrency)) for key, p in stores.items()}
 
-    def run(task: Tuple[Provider, Tuple[SecretId, ...]]) -> Dict[SecretId, Outcome]:
+    def run(task: Task) -> Tuple[Task, Dict[SecretId, Outcome], Tuple[SecretId, ...]]:
         provider, chunk = task
         with limits[id(provider)]:
-            return run_task(provider, chunk, retries, sleep)
+            got, gaps = run_task(provider, chunk, retries, sleep)
+        return task, got, gaps
 
-    workers = min(64, len(tasks), sum(max(1, p.max_concurrency) for p in {id(p): p for p, _ in tasks}.values()))
+    # Threads start as tasks are submitted, so the cap is only a cap: gaps may
+    # add up to ``batch_size`` single reads per batch after the first round.
+    workers = min(64, sum(max(1, p.max_concurrency) for p in stores.values()))
+    out: Snapshot = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="secretrun-fetch") as pool:
-        for result in pool.map(run, tasks):
-            out.update(result)
+        pending = {pool.submit(run, task) for task in tasks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                (provider, _), got, gaps = future.result()
+                out.update(got)
+                pending.update(pool.submit(run, (provider, (sid,))) for sid in gaps)
     return out
 
 
@@ -144,11 +173,14 @@ def _fetch_one(provider: Provider, sid: SecretId, retries: int, sleep, throttled
 
 
 def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sleep,
-              throttled: bool = True) -> Dict[SecretId, Outcome]:
+              throttled: bool = True) -> Tuple[Dict[SecretId, Outcome], Tuple[SecretId, ...]]:
+    """One chunk's answers, and the ids its batch left unanswered (for the
+    caller to read one by one, in its pool)."""
     if len(chunk) == 1 or provider.batch_size <= 1:
-        return {sid: _fetch_one(provider, sid, retries, sleep, throttled) for sid in chunk}
+        return {sid: _fetch_one(provider, sid, retries, sleep, throttled) for sid in chunk}, ()
     pending = chunk
     result: Dict[SecretId, Outcome] = {}
+    gaps: List[SecretId] = []
     attempt = 0
     while True:
         try:
@@ -159,14 +191,13 @@ def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sle
             err = ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
             got = {sid: err for sid in pending}
         # Ids a batch left unanswered (a store that refused the batch verb,
-        # say) are read one by one, with their own retries.
-        for sid in pending:
-            if sid not in got:
-                got[sid] = _fetch_one(provider, sid, retries, sleep, throttled)
+        # say) are read one by one, with their own retries, by the caller.
+        gaps += [sid for sid in pending if sid not in got]
+        got = {sid: got[sid] for sid in pending if sid in got}
         result.update(got)
-        pending = tuple(s for s in pending if _again(got[s], throttled))
+        pending = tuple(s for s in got if _again(got[s], throttled))
         if not pending or attempt >= retries:
-            return result
+            return result, tuple(gaps)
         sleep(_pause(attempt, max((got[s] for s in pending), key=lambda e: getattr(e, "retry_after", 0) or 0)))
         attempt += 1
 

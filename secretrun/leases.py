@@ -6,6 +6,21 @@ or whose renewal came back shorter than half (capped by its max TTL), gets an
 end for good: ``next_expiry`` reports the earliest, and ``expiring`` names the
 secrets to refetch before then, so the command can be restarted on new
 credentials before the old ones stop working.
+
+Every lease a fetch returns is recorded, whatever its store can do: its
+lifetime is data, and a store that cannot renew still gets its secrets
+refetched before they end. What the book asks of a store goes by capability
+(``providers.capabilities.implements``): ``renew`` only where the store
+renews (otherwise the lease simply cannot be extended), ``revoke`` only where
+it revokes.
+
+Vault keeps its own record of the leases it issued beside this book, on
+purpose: its login token must not be revoked while a lease depends on it,
+and its ``probe`` answers a lease's stamp while the lease lasts, also where
+this book records nothing (``check`` and ``env`` resolve without it;
+``push``, ``rotate`` and ``adopt`` call the provider themselves), on the
+provider's own testable clock. A store reading the session's book would
+depend on the core that calls it. See ``providers.vault.client``.
 """
 
 from __future__ import annotations
@@ -15,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
 from .errors import ProviderError
 from .providers.base import Lease, Provider, Secret, SecretId
+from .providers.capabilities import implements
 
 
 class _Record:
@@ -51,7 +67,7 @@ class LeaseBook:
             provider = providers.get(sid.provider)
             if record.end is not None or provider is None or now - record.renewed_at < lease.duration / 2:
                 continue
-            renewed = provider.renew(lease)
+            renewed = provider.renew(lease) if implements(provider, "renew") else None
             if renewed is None or not renewed.renewable:
                 record.end = (now + renewed.duration) if renewed is not None else record.renewed_at + lease.duration
             else:
@@ -69,7 +85,7 @@ class LeaseBook:
         """Revoke every lease (``revoke_on_exit``); a failure is reported, not raised."""
         for sid, record in list(self._records.items()):
             provider = providers.get(sid.provider)
-            if provider is None:
+            if provider is None or not implements(provider, "revoke"):
                 continue
             try:
                 provider.revoke(record.lease)

@@ -221,7 +221,12 @@ class Session(ConsumedCredentials):
         other secrets keep their last good values until the next poll) and
         its ``Throttled`` answers are not retried here: the error raised
         carries them as ``throttled``, and the poller slows down."""
+        from .providers.capabilities import implements, offers  # not on the exec path (watching only)
+
         with self._lock:
+            for store in list(self.providers.values()):
+                if implements(store, "forget"):
+                    store.forget()   # a local store reads its file again
             wanted = self._wanted()
             stale = []
             expiring = self._expiring()
@@ -233,13 +238,13 @@ class Session(ConsumedCredentials):
                     stale.append(sid)
                 elif self._changes is not None and self._pushed(sid):
                     continue   # the change stream answers for it
+                elif not offers(provider, "probe"):
+                    stale.append(sid)   # no cheap check: refetched, without asking
                 else:
                     probes.setdefault(sid.provider, []).append(sid)
             failures: Dict[SecretId, ProviderError] = {}
             throttled = set()
             for name, sids in probes.items():
-                # Every provider is asked, even without a version to compare:
-                # a local store rereads its file here.
                 for sid, token in probe_all(self.providers[name], sids).items():
                     old = getattr(self.snapshot[sid], "version", None)   # a Secret: only those are probed
                     if isinstance(token, ProviderError):
@@ -358,8 +363,11 @@ class Session(ConsumedCredentials):
     def keepalive(self) -> None:
         """Renew login tokens, and every lease past half its duration (the
         lease book says which, and when one ends for good)."""
+        from .providers.capabilities import implements
+
         for provider in list(self.providers.values()):
-            provider.keepalive()
+            if implements(provider, "keepalive"):
+                provider.keepalive()
         if self._leases is not None:
             self._leases.renew_due(self.providers, lambda message, sid: self.log.info(message, reference=str(sid)))
 

@@ -13,8 +13,9 @@ stays bytes, which only ``file = true`` can deliver.
 
 Several unpinned secrets are read with ``BatchGetSecretValue``, 20 per call
 (the resolver runs the calls in parallel). Where a policy denies that action,
-the provider falls back to one ``GetSecretValue`` per secret, says so once at
-debug level, and does not try the batch call again.
+the resolver falls back to one ``GetSecretValue`` per secret, in its pool;
+the provider says so once at debug level, and does not try the batch call
+again.
 
 Change detection (``probe``) reads ``DescribeSecret``'s VersionId-to-stages
 map, which has the highest request quota of the service (40,000/s a region,
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..errors import Denied, InvalidSecret, NotFound, ProviderConfigError, ProviderError
@@ -77,7 +77,6 @@ class SecretsManagerProvider(Provider):
         self.aws = aws
         self._batch_denied = False
         self._lock = threading.Lock()
-        self._pool: Optional[ThreadPoolExecutor] = None
 
     @classmethod
     def from_config(cls, ctx: ProviderContext, options: Mapping[str, Any]) -> "SecretsManagerProvider":
@@ -99,9 +98,11 @@ class SecretsManagerProvider(Provider):
 
     def fetch_batch(self, sids: Tuple[SecretId, ...]) -> Mapping[SecretId, Union[Secret, ProviderError]]:
         """One ``BatchGetSecretValue`` call for the unpinned secrets (it can
-        only read ``AWSCURRENT``), ``GetSecretValue`` for the pinned ones and
-        for any the batch answer leaves out. A failure of the whole batch
-        call is raised, except a denial, which falls back to single reads."""
+        only read ``AWSCURRENT``). The pinned ones, any the batch answer
+        leaves out, and all of them when the batch call is denied are left
+        out of the answer: the resolver reads those one by one, in its own
+        pool (``secretrun.fetch``). A failure of the whole batch call is
+        raised, except a denial."""
         out: Dict[SecretId, Union[Secret, ProviderError]] = {}
         current = [sid for sid in sids if sid.version is None]
         if len(current) > 1 and not self._batch_denied:
@@ -111,8 +112,6 @@ class SecretsManagerProvider(Provider):
                 if getattr(exc, "aws_code", "") in AUTHENTICATION:
                     raise   # the credentials, not the batch action: single reads would fail too
                 self._note_denied(getattr(exc, "aws_code", ""))
-        rest = [sid for sid in sids if sid not in out]
-        out.update(self._each(rest))
         return out
 
     def _batch(self, sids: List[SecretId]) -> Dict[SecretId, Union[Secret, ProviderError]]:
@@ -156,30 +155,6 @@ class SecretsManagerProvider(Provider):
         if first:
             log.debug("%s: BatchGetSecretValue is denied (%s); reading secrets one by one "
                       "with GetSecretValue", self.describe(), code or "access denied")
-
-    def _each(self, sids: List[SecretId]) -> Dict[SecretId, Union[Secret, ProviderError]]:
-        out: Dict[SecretId, Union[Secret, ProviderError]] = {}
-
-        def one(sid: SecretId) -> Union[Secret, ProviderError]:
-            try:
-                return self.fetch(sid)
-            except ProviderError as exc:
-                return exc
-
-        if len(sids) <= 1:
-            return {sid: one(sid) for sid in sids}
-        # After a denied batch, a chunk of 20 read one after another would
-        # cost 20 round trips; the provider's own pool keeps it to about one
-        # while bounding the requests in flight to max_concurrency in all.
-        for sid, result in zip(sids, self._executor().map(one, sids)):
-            out[sid] = result
-        return out
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="secretrun-aws")
-            return self._pool
 
     def probe(self, sid: SecretId) -> Optional[str]:
         """The VersionId the reference points at now, from ``DescribeSecret``
@@ -225,12 +200,6 @@ class SecretsManagerProvider(Provider):
                 raise
             response = self.aws.call("create_secret", what, Name=sid.path, **payload)
         return str(response.get("VersionId") or "") or None
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False)
 
 
 def _secret(sid: SecretId, response: Mapping[str, Any]) -> Secret:

@@ -18,6 +18,8 @@ Optional verbs, each with a default here:
   means "no cheap probe: refetch and compare". ``probe_batch(sids)`` answers
   up to ``batch_size`` probes in one call where the store can (SSM
   ``GetParameters``); the default probes one by one.
+- ``forget()``: drop what was read and kept (dotenv's parsed file), so that
+  a refresh reads the store again; called by every refresh before it asks.
 - ``renew(lease)`` / ``revoke(lease)`` / ``keepalive()``: leased secrets and
   login tokens, for the supervisor.
 - ``consumed_env()``: names of environment variables the provider read for
@@ -193,6 +195,12 @@ class Provider:
                 if isinstance(exc, Throttled):
                     break
         return out
+
+    def forget(self) -> None:
+        """Drop what was read and kept (a local file's parsed contents), so the
+        next ``fetch`` reads the store again. Called at every refresh, before
+        anything is asked; ``probe`` is only ever a cheap version check."""
+        return None
 
     def renew(self, lease: Lease) -> Optional[Lease]:
         return None

@@ -116,14 +116,21 @@ def offers(provider: Any, capability: str) -> bool:
     ``capability`` itself: each of its verbs is defined, and is not
     ``base.Provider``'s default. ``batch`` also needs ``batch_size`` > 1."""
     _, verbs = CAPABILITIES[capability]
-    cls = provider if isinstance(provider, type) else type(provider)
-    for verb in verbs:
-        mine = getattr(cls, verb, None)
-        if mine is None or mine is getattr(Provider, verb, None):
-            return False
+    if not all(implements(provider, verb) for verb in verbs):
+        return False
     if capability == "batch":
         return int(getattr(provider, "batch_size", 1)) > 1
     return True
+
+
+def implements(provider: Any, verb: str) -> bool:
+    """True when ``provider`` (a class or an instance) defines ``verb`` itself
+    rather than inheriting ``base.Provider``'s harmless default. For the verbs
+    a capability does not require on their own (``keepalive``), and for a
+    lease verb the core calls without its pair (``renew`` alone)."""
+    cls = provider if isinstance(provider, type) else type(provider)
+    mine = getattr(cls, verb, None)
+    return mine is not None and mine is not getattr(Provider, verb, None)
 
 
 def capabilities(provider: Any) -> Tuple[str, ...]:

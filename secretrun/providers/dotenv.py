@@ -102,12 +102,11 @@ class DotenvProvider(Provider):
             raise NotFound(f"{sid.path} is not set in {self.path}")
         return Secret(values[sid.path] or "")
 
-    def probe(self, sid: SecretId) -> Optional[str]:
-        # A re-read on every poll: the file is local, and rereading is how
-        # a change is seen.
+    def forget(self) -> None:
+        # A re-read at every poll: the file is local, and rereading is how a
+        # change is seen (there is no cheaper check, so no ``probe``).
         with self._lock:
             self._values = None
-        return None
 
     def describe(self) -> str:
         return str(self.path)

@@ -86,10 +86,6 @@ class FileProvider(Provider):
         data = self._trimmed(read_local(path))
         return Secret(_text_or_bytes(data), version=_stamp(path))
 
-    def probe(self, sid: SecretId) -> Optional[str]:
-        # The file itself is the cheapest probe there is: read it again.
-        return None
-
     def describe(self) -> str:
         return self.directory
 

@@ -16,7 +16,7 @@ from tests.plugin import jsonstore
 
 @pytest.mark.parametrize("type_name,expected", [
     ("env", ()),
-    ("dotenv", ("probe",)),
+    ("dotenv", ()),                                    # a refresh rereads it (forget), no probe
     ("vault", ("probe", "lease", "write", "age")),
     ("aws-ssm", ("batch", "probe", "write")),          # SSM keeps no write date for a version
 ])
@@ -92,3 +92,42 @@ def test_init_asks_the_plugin_for_its_scaffold(secretrun, tmp_path, plugin_env):
     assert '[providers.plug]\ntype = "jsonstore"' in text
     assert f'API_TOKEN = "${{plug:{tmp_path.name}/api_token}}"' in text
     assert secretrun("init", "--provider", "nosuch", "-m", "x.toml").code == 2
+
+
+def test_the_session_asks_capabilities_before_it_calls_a_verb(manifest, tmp_path):
+    """A refresh reads a local file again through ``forget`` (not ``probe``),
+    probes only a store that offers ``probe``, and keeps a login alive only
+    where the store defines ``keepalive``."""
+    from secretrun.manifest import load as load_manifest
+    from secretrun.providers.base import Provider, Secret
+    from secretrun.resolver import Session
+
+    class Counting(Provider):
+        type_name = "counting"
+        calls: list = []
+
+        def fetch(self, sid):
+            self.calls.append(("fetch", sid.path))
+            return Secret(sid.path, version="1")
+
+    class Probing(Counting):
+        def probe(self, sid):
+            self.calls.append(("probe", sid.path))
+            return "1"
+
+    (tmp_path / ".env").write_text("A=one\n")
+    path = manifest('version = 1\n[providers.local]\ntype = "dotenv"\n[providers.p]\ntype = "dotenv"\n'
+                    '[providers.q]\ntype = "dotenv"\n[env]\nA = "${local:A}"\nP = "${p:x}"\nQ = "${q:y}"\n')
+    loaded, extras = load_manifest(str(path))
+    session = Session(loaded, extras, {})
+    session.provider("local")
+    plain, probing = Counting(session.providers["local"].ctx), Probing(session.providers["local"].ctx)
+    session.providers.update(p=plain, q=probing)
+    assert session.resolve().env["A"] == "one"
+    assert not offers(session.providers["local"], "probe") and capabilities(plain) == ()
+    (tmp_path / ".env").write_text("A=two\n")
+    Counting.calls.clear()
+    assert session.refresh().env["A"] == "two"                # forgotten, read again
+    assert sorted(Counting.calls) == [("fetch", "x"), ("probe", "y")]
+    session.keepalive()                                        # no store defines it: nothing asked
+    session.close()

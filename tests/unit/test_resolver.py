@@ -90,6 +90,25 @@ def test_batches_are_chunked_and_run_in_parallel():
     assert len(snap) == 45
 
 
+def test_ids_a_batch_leaves_unanswered_are_read_one_by_one_in_the_pool():
+    """A store that refuses its batch verb (answers nothing): every id is
+    read once on its own, several at a time but never more than
+    ``max_concurrency``, for one chunk as for several."""
+    class Refusing(FakeProvider):
+        def fetch_batch(self, sids):
+            self._enter(sids)
+            self._leave()
+            return {}
+
+    for n in (20, 45):
+        p = Refusing(lambda sid: Secret(sid.path), batch_size=20, max_concurrency=4, delay=0.02)
+        snap = fetch_all({"fake": p}, ids(n), sleep=no_sleep)
+        singles = [c for c in p.calls if isinstance(c, SecretId)]
+        assert sorted(singles) == sorted(ids(n)) and list(snap) == ids(n)
+        assert all(snap[sid].value == sid.path for sid in ids(n))
+        assert 1 < p.peak <= 4
+
+
 def test_transient_errors_are_retried_then_reported():
     attempts = {}
 

@@ -77,7 +77,19 @@ class VaultClient(Provider):
         self._mounts: List["Mount"] = []    # longest path first
         self._mount_lock = threading.Lock()
         self._mount_calls: Dict[str, Future] = {}
-        self._leases: Dict[SecretId, Tuple[Lease, float]] = {}   # lease, clock() at issue
+        # The leases this provider issued: lease, clock() at issue. Not the
+        # session's ``secretrun.leases.LeaseBook``, on purpose: ``close``
+        # must not revoke the login token while a lease depends on it, and
+        # ``probe`` answers a lease's stamp while it lasts, in every use of
+        # the provider, also where the book records nothing: ``check`` and
+        # ``env`` resolve through ``Session.inspect`` (no book), and ``push``,
+        # ``rotate`` and ``adopt`` call the provider themselves; the token
+        # would be revoked there under leases just handed out. Reading the
+        # book would also make a store depend on the core that calls it, and
+        # on its wall clock rather than this provider's testable ``clock``.
+        # The book decides when to renew and to refetch; this dict only
+        # answers those two Vault rules.
+        self._leases: Dict[SecretId, Tuple[Lease, float]] = {}
         self._no_metadata: set = set()    # KV v2 mounts whose metadata we may not read
 
     def describe(self) -> str:
