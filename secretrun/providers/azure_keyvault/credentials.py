@@ -113,4 +113,4 @@ def _missing(login: _Login, have_key: bool, key_name: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    return (text[0] if text else "no reason given")[:200]

@@ -39,7 +39,9 @@ def _translate(exc: BaseException, what: str, where: str, writing: bool = False)
     if isinstance(exc, ValueError) and "challenge resource" in str(exc):
         return Denied(f"{where} asked for a token for another domain than its own, refused: set "
                       f"verify_challenge_resource = false only for private endpoints and tests")
-    return ProviderError(f"reading {what} from {where} failed ({type(exc).__name__})")
+    status = getattr(exc, "status_code", None)
+    why = f"HTTP {status}" if isinstance(status, int) and status else "the Azure SDK failed unexpectedly"
+    return ProviderError(f"reading {what} from {where} failed ({why})")
 
 
 def _vault_refusal(exc: HttpResponseError, status: int, what: str, where: str, writing: bool) -> ProviderError:
