@@ -204,7 +204,7 @@ def build(manifest: Manifest, snapshot: Mapping[SecretId, Any],
     def deliver(name: str, value: Union[str, bytes], as_file: bool, from_store: bool,
                 var: Optional[EnvVar], source: str, version: Optional[str]) -> None:
         text, why = _text(value, as_file)
-        if why:
+        if text is None:       # _text gives a text or why there is none
             problems.append(Problem(Kind.INVALID, f"the value {why}", variable=name, reference=source))
             return
         if from_store:
@@ -336,6 +336,7 @@ def build(manifest: Manifest, snapshot: Mapping[SecretId, Any],
         if name in files and not as_file:
             files.pop(name)
         # Fallback values count as secrets (masked, checked); defaults are the manifest's own text.
+        assert value is not None   # render_template gives a value or an error; each error branch set one
         deliver(name, value, as_file, bool(refs_) and source != "default", var, source, version)
         if var is not None and var.on_change:
             on_change[name] = var.on_change
@@ -360,8 +361,8 @@ def _unique_problems(manifest: Manifest, env: Mapping[str, str], files: Mapping[
     problems = []
     for i, first in enumerate(names):
         for second in names[i + 1:]:
-            a = env.get(first, files.get(first))
-            b = env.get(second, files.get(second))
+            a = env[first] if first in env else files[first]      # each name is in one of them
+            b = env[second] if second in env else files[second]
             same = hmac.compare_digest(a if isinstance(a, bytes) else a.encode("utf-8", "surrogatepass"),
                                        b if isinstance(b, bytes) else b.encode("utf-8", "surrogatepass"))
             if same:

@@ -236,6 +236,18 @@ def describe(error: BaseException) -> str:
     return "unexpected error"
 
 
+def provider_bug(name: str, error: BaseException) -> ProviderError:
+    """A provider that raised something other than a ``ProviderError``: in
+    words, never by the exception's class or message (which may quote a
+    value): an operating system error by its reason, anything else as the
+    provider's own fault."""
+    if isinstance(error, OSError) and error.strerror:
+        why = f"operating system error: {error.strerror}"
+    else:
+        why = "an error in the provider's code, not an answer from its store"
+    return ProviderError(f"provider '{name}' failed unexpectedly ({why})")
+
+
 def did_you_mean(word: object, choices) -> str:
     """``"; did you mean 'poll_interval'?"`` for a near miss, else "": a typo
     in a key or a type is told what it was probably meant to be."""

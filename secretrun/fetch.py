@@ -26,7 +26,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .deadline import bounded
-from .errors import ProviderError, Throttled
+from .errors import ProviderError, Throttled, provider_bug
 from .providers.base import Provider, Secret, SecretId
 
 Outcome = Union[Secret, ProviderError]
@@ -169,7 +169,7 @@ def _fetch_one(provider: Provider, sid: SecretId, retries: int, sleep, throttled
     except ProviderError as exc:
         return exc
     except Exception as exc:  # a provider bug must not become a traceback with values in it
-        return ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
+        return provider_bug(provider.name, exc)
 
 
 def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sleep,
@@ -188,7 +188,7 @@ def _run_task(provider: Provider, chunk: Tuple[SecretId, ...], retries: int, sle
         except ProviderError as exc:
             got = {sid: exc for sid in pending}
         except Exception as exc:
-            err = ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
+            err = provider_bug(provider.name, exc)
             got = {sid: err for sid in pending}
         # Ids a batch left unanswered (a store that refused the batch verb,
         # say) are read one by one, with their own retries, by the caller.
@@ -218,7 +218,7 @@ def probe_all(provider: Provider, sids: List[SecretId]) -> Dict[SecretId, Union[
         except ProviderError as exc:
             got = {sid: exc for sid in chunk}
         except Exception as exc:  # a provider bug must not become a traceback with values in it
-            err = ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})")
+            err = provider_bug(provider.name, exc)
             got = {sid: err for sid in chunk}
         out.update(got)
         if any(isinstance(v, Throttled) for v in got.values()):

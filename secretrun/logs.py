@@ -58,7 +58,8 @@ class Logger:
             record.update(self.redact.fields(fields))
             line = json.dumps(record, default=str)
         else:
-            extra = " ".join(f"{k}={v}" for k, v in fields.items())
+            extra = " ".join(f"{k}={v}" for k, v in fields.items()
+                             if not (k == "variable" and _names(msg, str(v))))
             line = self.redact(f"secretrun: {level}: {msg}" + (f" ({extra})" if extra else ""))
         with self._lock:
             try:
@@ -91,6 +92,22 @@ class Logger:
 _logger = Logger()
 _captured = False
 _owns_process = False    # set by configure(): the command line owns the process's logging
+
+
+def _names(msg: str, word: str) -> bool:
+    """Whether ``msg`` already names ``word`` (as a whole word): a text line
+    does not repeat "(variable=DB)" after "DB: ...". JSON keeps every field."""
+    start = msg.find(word)
+    while word and start != -1:
+        end = start + len(word)
+        if (start == 0 or not _word_char(msg[start - 1])) and (end == len(msg) or not _word_char(msg[end])):
+            return True
+        start = msg.find(word, start + 1)
+    return False
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
 
 
 def get() -> Logger:

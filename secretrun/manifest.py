@@ -153,9 +153,11 @@ def apply_profile(raw: Dict[str, Any], name: str, problems: List[Problem], path:
             merged = dict(raw["providers"])
             for pname, pval in value.items():
                 base = merged.get(pname)
-                replace = (not isinstance(base, Mapping) or not isinstance(pval, Mapping)
-                           or ("type" in pval and pval["type"] != base.get("type")))
-                merged[pname] = pval if replace else merge(base, pval)
+                if (isinstance(base, Mapping) and isinstance(pval, Mapping)
+                        and ("type" not in pval or pval["type"] == base.get("type"))):
+                    merged[pname] = merge(dict(base), pval)
+                else:
+                    merged[pname] = pval
             out["providers"] = merged
         elif key == "env" and isinstance(value, Mapping) and isinstance(raw.get("env"), Mapping):
             merged = dict(raw["env"])

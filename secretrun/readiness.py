@@ -123,9 +123,12 @@ class Probe:
 
     def _read_notify(self) -> bool:
         ready = False
+        sock = self.notify_sock
+        if sock is None:      # only the notify kind has one
+            return False
         for _ in range(64):
             try:
-                data = self.notify_sock.recv(4096)
+                data = sock.recv(4096)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
-from ..errors import Kind, NotFound, Problem, ProblemReport, ProviderError
+from ..errors import Kind, NotFound, Problem, ProblemReport, ProviderError, provider_bug
 from ..manifest import Manifest
 from ..providers.base import Provider, Secret, SecretId, as_mapping, render
 from ..template import single_ref
@@ -109,7 +109,7 @@ def _call(provider: Provider, call: Callable[[], Any]) -> Any:
     except ProviderError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ProviderError(f"provider '{provider.name}' failed unexpectedly ({type(exc).__name__})") from None
+        raise provider_bug(provider.name, exc) from None
 
 
 def current(provider: Provider, sid: SecretId) -> Optional[Secret]:

@@ -264,6 +264,24 @@ _INVALID = frozenset({"InvalidRequestException", "InvalidParameterException", "I
                       "UnsupportedParameterType", "InvalidNextTokenException"})
 
 _UNREACHABLE = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
+# What went wrong, in words, for the SDK's network and configuration errors
+# (the first matching type wins); messages never show a class name.
+_UNREACHABLE_WORDS = (
+    ((botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError), "timed out"),
+    (botocore.exceptions.ProxyConnectionError, "could not connect through the proxy"),
+    (botocore.exceptions.SSLError, "the TLS handshake failed"),
+    (botocore.exceptions.EndpointConnectionError, "could not connect"),
+    (botocore.exceptions.ConnectionClosedError, "the connection was closed before the answer"),
+    (botocore.exceptions.ResponseStreamingError, "the answer was cut off"),
+)
+_CONFIG_WORDS = (
+    ((botocore.exceptions.InvalidConfigError, botocore.exceptions.ConfigParseError),
+     "a config file cannot be parsed"),
+    (botocore.exceptions.InvalidRetryConfigurationError, "the retry settings are not valid"),
+    (botocore.exceptions.UnknownServiceError, "the SDK does not know this service"),
+    (botocore.exceptions.InvalidRegionError, "the region name is not valid"),
+    (botocore.exceptions.UnknownEndpointError, "no endpoint is known for this region"),
+)
 _CONFIG = (botocore.exceptions.ProfileNotFound, botocore.exceptions.NoRegionError,
            botocore.exceptions.InvalidConfigError, botocore.exceptions.ConfigParseError,
            botocore.exceptions.InvalidRetryConfigurationError, botocore.exceptions.UnknownServiceError,
@@ -348,16 +366,17 @@ def translate(exc: BaseException, what: str, where: str, settings: Optional[AwsS
         return describe_error(str(error.get("Code") or ""), int(meta.get("HTTPStatusCode") or 0),
                               str(error.get("Message") or ""), exc.operation_name or "request",
                               what, where, settings)
-    kind = type(exc).__name__
     if isinstance(exc, (botocore.exceptions.UnauthorizedSSOTokenError, botocore.exceptions.SSOTokenLoadError,
                         botocore.exceptions.TokenRetrievalError)):
-        return Denied(f"{what}: the SSO session has expired or is missing; run 'aws sso login' ({kind})")
+        return Denied(f"{what}: the SSO session has expired or is missing; run 'aws sso login'")
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return Denied(f"{what}: no AWS credentials found (environment, shared files, profile, "
                       f"SSO, container or instance role) for {where}")
-    if isinstance(exc, (botocore.exceptions.PartialCredentialsError,
-                        botocore.exceptions.CredentialRetrievalError)):
-        return Denied(f"{what}: AWS credentials could not be loaded ({kind}) for {where}")
+    if isinstance(exc, botocore.exceptions.PartialCredentialsError):
+        return Denied(f"{what}: AWS credentials could not be loaded (only part of them is set) for {where}")
+    if isinstance(exc, botocore.exceptions.CredentialRetrievalError):
+        return Denied(f"{what}: AWS credentials could not be loaded (their credential process or "
+                      f"provider failed) for {where}")
     if isinstance(exc, botocore.exceptions.ProfileNotFound):
         profile = settings.profile if settings else None
         return ProviderConfigError(f"{what}: AWS profile {profile!r} is not in the shared config "
@@ -366,9 +385,17 @@ def translate(exc: BaseException, what: str, where: str, settings: Optional[AwsS
         return ProviderConfigError(f"{what}: no AWS region; set 'region' in the provider, "
                                    "or AWS_REGION, or a profile's region")
     if isinstance(exc, _CONFIG):
-        return ProviderConfigError(f"{what}: invalid AWS configuration ({kind})")
+        return ProviderConfigError(f"{what}: invalid AWS configuration ({_words(exc, _CONFIG_WORDS, 'not valid')})")
     if isinstance(exc, _UNREACHABLE):
-        return Unavailable(f"{what}: cannot reach {where} ({kind})")
+        return Unavailable(f"{what}: cannot reach {where} ({_words(exc, _UNREACHABLE_WORDS, 'the connection failed')})")
     if isinstance(exc, botocore.exceptions.ParamValidationError):
         return InvalidSecret(f"{what}: not a valid request for {where} (a name or version is malformed)")
-    return ProviderError(f"{what}: AWS SDK error ({kind}) with {where}")
+    return ProviderError(f"{what}: the AWS SDK failed unexpectedly with {where}")
+
+
+def _words(exc: BaseException, table, otherwise: str) -> str:
+    """What ``exc`` means, from the first type in ``table`` it is an instance of."""
+    for types, words in table:
+        if isinstance(exc, types):
+            return words
+    return otherwise

@@ -177,7 +177,7 @@ class SecretsManagerProvider(Provider):
         never changed), as seconds since the epoch."""
         response = self.aws.call("describe_secret", _what(sid.path), SecretId=sid.path)
         when = response.get("LastChangedDate") or response.get("CreatedDate")
-        return when.timestamp() if hasattr(when, "timestamp") else None
+        return when.timestamp() if when is not None and hasattr(when, "timestamp") else None
 
     # --- writing ----------------------------------------------------------------
 

@@ -253,22 +253,22 @@ def _match_parameters(names: List[str], parameters: List[Mapping[str, Any]]) -> 
     with several selectors and the answer has no ``Selector``, only version
     numbers can be told apart; the rest stays unmatched and is read alone."""
     bases: Dict[str, int] = {}
-    split = {}
+    split: Dict[str, Tuple[str, Optional[str]]] = {}
     for request in names:
         base, sep, selector = _split_selector(request)
         split[request] = (base, selector if sep else None)
         bases[base] = bases.get(base, 0) + 1
     out: Dict[str, Mapping[str, Any]] = {}
-    for request, (base, selector) in split.items():
+    for request, (base, wanted) in split.items():
         for parameter in parameters:
             if base not in (parameter.get("Name"), parameter.get("ARN")):
                 continue
             answered = parameter.get("Selector")
             if answered is not None:
-                ok = answered == (f":{selector}" if selector is not None else "") or (
-                    selector is None and not answered)
-            elif selector is not None and selector.isdigit():
-                ok = str(parameter.get("Version")) == selector
+                ok = answered == (f":{wanted}" if wanted is not None else "") or (
+                    wanted is None and not answered)
+            elif wanted is not None and wanted.isdigit():
+                ok = str(parameter.get("Version")) == wanted
             else:
                 ok = bases[base] == 1
             if ok:

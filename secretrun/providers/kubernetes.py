@@ -312,9 +312,18 @@ def _service_account(ctx: ProviderContext, directory: str) -> Login:
     except OSError:
         namespace = "default"
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-    config = KubeConfig.from_one(cluster=Cluster(server=server, certificate_auth=ca),
-                                 user=User(token_file=token), namespace=namespace).get()
+    config = _context(KubeConfig.from_one(cluster=Cluster(server=server, certificate_auth=ca),
+                                          user=User(token_file=token), namespace=namespace), None)
     return Login(config, namespace, token, server)
+
+
+def _context(kube: KubeConfig, context: Optional[str]) -> SingleConfig:
+    """The configuration of ``context`` (the current one when None).
+    ``get`` without a default raises ``ConfigError`` rather than return None."""
+    config = kube.get(context)
+    if config is None:
+        raise ConfigError("no context is selected")
+    return config
 
 
 def _kubeconfig(ctx: ProviderContext, path: Optional[str], context: Optional[str]) -> Login:
@@ -333,7 +342,7 @@ def _kubeconfig(ctx: ProviderContext, path: Optional[str], context: Optional[str
                else "and not in a pod: KUBERNETES_SERVICE_HOST is not set")
         raise ProviderConfigError(f"{where}: no kubeconfig at {path} ({pod})")
     try:
-        config = KubeConfig.from_file(path).get(context)
+        config = _context(KubeConfig.from_file(path), context)
     except ConfigError as exc:
         raise ProviderConfigError(f"{where}: kubeconfig {path}: {exc}") from None
     except KeyError as exc:
@@ -342,9 +351,11 @@ def _kubeconfig(ctx: ProviderContext, path: Optional[str], context: Optional[str
     except Exception as exc:  # noqa: BLE001 - a malformed file: YAML or structure
         raise ProviderConfigError(f"{where}: kubeconfig {path} cannot be read "
                                   f"({type(exc).__name__})") from None
-    if config.user is None:
-        config = config._replace(user=User())
-    if config.user.auth_provider:
+    user = config.user
+    if user is None:
+        user = User()
+        config = config._replace(user=user)
+    if user.auth_provider:
         raise ProviderConfigError(f"{where}: kubeconfig {path}: the 'auth-provider' login of context "
                                   f"{config.context_name!r} was removed from Kubernetes; use an exec plugin")
     return Login(config, config.namespace, None, config.cluster.server.rstrip("/"))

@@ -44,8 +44,7 @@ class Lifecycle(State):
         self.child_started_at = self.wallclock()
         self.state = "running"
         self.rendered = rendered
-        if self.handover:
-            child.set_foreground(self.tty, pid)
+        self._give_terminal(pid)
         if reason is None:
             self.log.info("started the command", pid=pid)
         else:
@@ -72,14 +71,15 @@ class Lifecycle(State):
             if pid != self.pid:
                 self.log.debug("reaped an orphaned process", pid=pid, status=child.describe_status(status))
             elif os.WIFSTOPPED(status):
-                self._child_stopped(os.WSTOPSIG(status))
+                self._child_stopped(pid, os.WSTOPSIG(status))
             elif os.WIFCONTINUED(status):
                 self.log.debug("the command continued", pid=pid)
             else:
-                self._child_exited(status)
+                self._child_exited(pid, status)
 
-    def _child_exited(self, status: int) -> None:
-        pid, self.pid = self.pid, None
+    def _child_exited(self, pid: int, status: int) -> None:
+        """The command (``pid``, until now ``self.pid``) exited with ``status``."""
+        self.pid = None
         code = child.exit_code(status)
         self.kill_at = self.killed_at = None
         # Leftovers in its group (workers, `sh -c` children) die with it:
@@ -87,8 +87,7 @@ class Lifecycle(State):
         if child.send_group(pid, signal.SIGKILL):
             self.log.debug("killed what was left of the command's process group", pgid=pid)
         self.plumbing.child_gone()
-        if self.handover:
-            child.set_foreground(self.tty, os.getpgrp())
+        self._give_terminal(os.getpgrp())
         if self.state != "stopping":
             level = self.log.info if code == 0 else self.log.warning
             level(f"the command {child.describe_status(status)}; exiting with its code "
@@ -153,10 +152,11 @@ class Lifecycle(State):
         child.send(self.pid, signal.SIGCONT)   # a stopped process cannot act on it
         self.kill_at = self.clock() + self.kill_timeout
 
-    def _kill(self) -> None:
+    def _kill(self, pid: int) -> None:
+        """kill_timeout is over: SIGKILL to the command's (``pid``) group."""
         self.log.warning(f"the command did not exit within kill_timeout ({self.kill_timeout:g}s); "
-                         "sending SIGKILL to its process group", pid=self.pid)
-        child.send_group(self.pid, signal.SIGKILL)
+                         "sending SIGKILL to its process group", pid=pid)
+        child.send_group(pid, signal.SIGKILL)
         self.kill_at = None
         self.killed_at = self.clock()
 

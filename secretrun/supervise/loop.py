@@ -72,7 +72,7 @@ class Loop(State):
             self.notifier.watchdog()
             self.next_watchdog = now + self.notifier.watchdog_interval
         if self.kill_at is not None and now >= self.kill_at and self.pid is not None:
-            self._kill()
+            self._kill(self.pid)
         if self.killed_at is not None and now >= self.killed_at + _KILL_GRACE:
             self.log.error("the command's process did not go away after SIGKILL", pid=self.pid)
             self.pid = None

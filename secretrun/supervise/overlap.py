@@ -24,7 +24,7 @@ import os
 import selectors
 import signal
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .. import child
 from ..errors import CommandError
@@ -54,9 +54,18 @@ class Overlap:
 
     def deadline(self) -> Optional[float]:
         times = list(self.retiring.values())
-        if self.pid is not None:
-            times += [self.give_up_at, self.probe.deadline()]
+        waiting = self._waiting()
+        if waiting is not None:
+            probe, give_up_at = waiting
+            times += [give_up_at, probe.deadline()]
         return min(times) if times else None
+
+    def _waiting(self) -> Optional[Tuple[Probe, float]]:
+        """While a new command is starting (``pid``): its readiness probe
+        and when it is given up; None otherwise."""
+        if self.pid is None or self.probe is None or self.give_up_at is None:
+            return None
+        return self.probe, self.give_up_at
 
     # --- the restart ---------------------------------------------------------
 
@@ -89,11 +98,13 @@ class Overlap:
                                      f"({self.sup.kill_timeout:g}s); sending SIGKILL to its process group", pid=pid)
                 child.send_group(pid, signal.SIGKILL)
                 self.retiring[pid] = now + 3600
-        if self.pid is None:
+        waiting = self._waiting()
+        if waiting is None:
             return
-        if self.probe.check(now):
+        probe, give_up_at = waiting
+        if probe.check(now):
             self._promote()
-        elif now >= self.give_up_at:
+        elif now >= give_up_at:
             self._failed(f"was not ready within ready_timeout ({self.ready_timeout:g}s)")
 
     def on_exit(self, pid: int, status: int) -> bool:
@@ -124,8 +135,7 @@ class Overlap:
         sup.restarts += 1
         sup.last_restart_reason = self.reason
         sup.poller.committed(self.rendered)
-        if sup.handover:
-            child.set_foreground(sup.tty, new)
+        sup._give_terminal(new)
         if old is not None:
             self.retire(old)
         sup.log.notice(f"restarted the command: {self.reason}; the new command is ready, "

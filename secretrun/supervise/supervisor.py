@@ -169,8 +169,7 @@ class Supervisor(Loop, Lifecycle, Signals, Terminal, Polling, Health):
             except ChildProcessError:
                 pass
         self.plumbing.close()
-        if self.handover:
-            child.set_foreground(self.tty, os.getpgrp())
+        self._give_terminal(os.getpgrp())
         signal.set_wakeup_fd(self._old_wakeup)
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from secretrun import child
-from secretrun.supervise import EXIT_ON_CHANGE, Supervisor
+from secretrun.supervise import Supervisor
 from tests.conftest import CANARY, assert_no_canary
 from tests.watch_fixtures import (
     CHILD_APP,
@@ -24,7 +24,6 @@ from tests.watch_fixtures import (
     Watched,
     children_of,
     manifest_text,
-    outage,
     proc_ppid,
     proc_state,
     rendered,
@@ -341,56 +340,8 @@ def test_scripted_rotation_restarts_and_then_the_child_exits(supervise):
     assert_no_canary(log.text, canary=NEW)
 
 
-def test_splay_keeps_the_old_command_running_until_the_delay_is_over(supervise):
-    start, rec = supervise
-    first, new = rendered({"SECRET": CANARY}), rendered({"SECRET": NEW})
-    session = FakeSession(settings(poll_interval=0.05, splay=0.6, on_change="exit"), first,
-                          [lambda: new if rec.starts() else first])
-    sup, log = start(session, rand=lambda: 0.5)       # splay × 0.5 = 0.3 s
-    began = time.monotonic()
-    assert sup.run() == EXIT_ON_CHANGE
-    assert time.monotonic() - began >= 0.3
-    assert any("(splay)" in m for m in log.at("info"))
-
-
-def test_max_stale_from_a_scripted_outage_exits_69_and_revokes_leases(supervise):
-    start, rec = supervise
-    first = rendered({"SECRET": CANARY})
-    session = FakeSession(settings(poll_interval=0.05, max_stale=0.3, revoke_on_exit=True), first,
-                          [lambda: outage() if rec.starts() else first])
-    sup, log = start(session)
-    assert sup.run() == 69
-    assert session.revoked == 1
-    assert len(log.at("warning")) == 1 and log.at("error")
-    assert rec.events(rec.starts()[0]["pid"]) == ["SIGTERM"]
-
-
-def test_an_expiring_lease_restarts_before_expiry_even_when_ignored(supervise):
-    start, rec = supervise
-    first = rendered({"SECRET": CANARY}, on_change={"SECRET": "ignore"})
-    new = rendered({"SECRET": NEW}, on_change={"SECRET": "ignore"})
-    expiry = time.time() + 1.0
-    session = FakeSession(settings(poll_interval=30.0, on_change="exit"), first, [new], expiry=expiry)
-    sup, log = start(session)
-    assert sup.run() == EXIT_ON_CHANGE
-    assert time.time() < expiry
-    assert any("could not be renewed" in m for m in log.at("info"))
-
-
-def test_the_status_file_reports_health_without_values(supervise, tmp_path):
-    start, rec = supervise
-    status = tmp_path / "status.json"
-    first = rendered({"SECRET": CANARY})
-    session = FakeSession(settings(poll_interval=0.05, status_file=str(status)), first,
-                          [first, first, outage(), first])
-    sup, log = start(session, ["--exit-after", "0.6"])
-    assert sup.run() == 0
-    import json
-
-    data = json.loads(status.read_text())
-    assert data["state"] == "exited" and data["polls"] >= 4 and data["failed_polls"] == 1
-    assert data["store_healthy"] is True and data["last_ok"] and data["pid"] == os.getpid()
-    assert_no_canary(status.read_text())
+# Splay, max_stale, lease expiry and the status file: on a fake clock in
+# test_supervisor_clock.py.
 
 
 def test_signal_handlers_are_restored_after_the_run(supervise):

@@ -190,7 +190,7 @@ def test_a_payload_without_checksum_is_accepted(gcp, gcp_store):
     (Code.UNAVAILABLE, Unavailable, "cannot be reached"),
     (Code.RESOURCE_EXHAUSTED, Throttled, "quota"),
     (Code.DEADLINE_EXCEEDED, Unavailable, "did not answer"),
-    (Code.INTERNAL, ProviderError, "INTERNAL"),
+    (Code.INTERNAL, ProviderError, "(internal)"),
     (Code.INVALID_ARGUMENT, InvalidSecret, "invalid"),
 ])
 def test_status_codes_map_to_error_classes_with_one_attempt(gcp, gcp_store, code, error, words):

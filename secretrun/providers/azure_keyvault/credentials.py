@@ -85,15 +85,16 @@ def _service_principal(env: Mapping[str, str], login: _Login, entra: Dict[str, A
                        opts: OptionReader) -> Tuple[Any, Tuple[str, ...]]:
     secret = env.get("AZURE_CLIENT_SECRET")
     cert = env.get("AZURE_CLIENT_CERTIFICATE_PATH")
+    tenant_id, client_id = login.tenant_id, login.client_id
     missing = _missing(login, bool(secret or cert), "AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH")
-    if missing:
+    if missing or not tenant_id or not client_id:    # missing names what is not set
         opts.error(f"credential 'environment' needs {missing}")
         return None, ()
     if secret:
-        return ClientSecretCredential(login.tenant_id, login.client_id, secret, **entra), ("AZURE_CLIENT_SECRET",)
+        return ClientSecretCredential(tenant_id, client_id, secret, **entra), ("AZURE_CLIENT_SECRET",)
     password = env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD")
     send_chain = env.get("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "").lower() in ("1", "true")
-    credential = CertificateCredential(login.tenant_id, login.client_id, cert, password=password or None,
+    credential = CertificateCredential(tenant_id, client_id, cert, password=password or None,
                                        send_certificate_chain=send_chain, **entra)
     return credential, (("AZURE_CLIENT_CERTIFICATE_PASSWORD",) if password else ())
 
@@ -112,4 +113,4 @@ def _missing(login: _Login, have_key: bool, key_name: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    return (text[0] if text else "no reason given")[:200]

@@ -28,7 +28,7 @@ def _translate(exc: BaseException, what: str, where: str, writing: bool = False)
     response = getattr(exc, "response", None)
     request = getattr(response, "request", None)
     if isinstance(exc, HttpResponseError) and exc.status_code and str(getattr(request, "url", "")).startswith(where):
-        return _vault_refusal(exc, what, where, writing)
+        return _vault_refusal(exc, exc.status_code, what, where, writing)
     transient = _network_reason(exc)
     if isinstance(exc, ClientAuthenticationError):
         if transient:
@@ -39,11 +39,12 @@ def _translate(exc: BaseException, what: str, where: str, writing: bool = False)
     if isinstance(exc, ValueError) and "challenge resource" in str(exc):
         return Denied(f"{where} asked for a token for another domain than its own, refused: set "
                       f"verify_challenge_resource = false only for private endpoints and tests")
-    return ProviderError(f"reading {what} from {where} failed ({type(exc).__name__})")
+    status = getattr(exc, "status_code", None)
+    why = f"HTTP {status}" if isinstance(status, int) and status else "the Azure SDK failed unexpectedly"
+    return ProviderError(f"reading {what} from {where} failed ({why})")
 
 
-def _vault_refusal(exc: HttpResponseError, what: str, where: str, writing: bool) -> ProviderError:
-    status = exc.status_code
+def _vault_refusal(exc: HttpResponseError, status: int, what: str, where: str, writing: bool) -> ProviderError:
     code, inner = _error_codes(exc)
     label = f"HTTP {status}" + (f" {code}" if code else "") + (f"/{inner}" if inner else "")
     if status == 404:
@@ -74,6 +75,8 @@ def _retry_after(exc: HttpResponseError) -> Optional[float]:
 
 def _error_codes(exc: HttpResponseError) -> Tuple[Optional[str], Optional[str]]:
     """Key Vault's ``error.code`` and ``error.innererror.code``; Entra's ``error``."""
+    if exc.response is None:
+        return None, None
     try:
         body = json.loads(exc.response.text())
     except Exception:  # noqa: BLE001 - not JSON: no codes

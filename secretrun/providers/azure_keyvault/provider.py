@@ -81,6 +81,8 @@ class AzureKeyVaultProvider(Provider):
         if credential is not None and vault_url and not opts.errors:
             client = _secret_client(ctx, vault_url, credential, login.ca_cert, verify_resource, api_version, opts)
         opts.done()
+        # done() raised if any step above reported an error; each way to no client does.
+        assert client is not None
         return cls(ctx, vault_url, client, credential, consumed)
 
     # --- the verbs ---------------------------------------------------------

@@ -54,7 +54,8 @@ def _translate(exc: BaseException, what: Any, where: str, timeout: float) -> Pro
         if isinstance(exc, types):
             return kind(template.format(what=what, where=where, timeout=timeout))
     code = getattr(exc, "grpc_status_code", None)
-    reason = code.name if code is not None else type(exc).__name__
+    # The gRPC status in words ("deadline exceeded"); an error without one is unexpected.
+    reason = code.name.lower().replace("_", " ") if code is not None else "an unexpected error"
     return ProviderError(f"{where} failed on {what} ({reason})")
 
 

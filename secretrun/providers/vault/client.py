@@ -122,8 +122,12 @@ class VaultClient(Provider):
             try:
                 body = self._sdk(lambda: self._client.adapter.request(
                     "get", "/v1/auth/token/lookup-self", raise_exception=False), "looking up the token")
-                data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
-                policies = data.get("policies") if isinstance(data.get("policies"), list) else []
+                data = body.get("data")
+                if not isinstance(data, Mapping):
+                    data = {}
+                policies = data.get("policies")
+                if not isinstance(policies, list):
+                    policies = []
                 state = "valid: " + (", ".join(sorted(str(p) for p in policies)) or "none")
             except Denied:
                 state = "invalid"

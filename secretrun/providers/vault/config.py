@@ -50,8 +50,9 @@ def _read_auth(ctx: ProviderContext, opts: OptionReader, table: Mapping[str, Any
     values: Dict[str, Optional[str]] = {key: value for key, value in table.items()
                                         if key in _METHOD_KEYS[method] and isinstance(value, str) and value}
     for key in ("role_id_file", "secret_id_file", "token_file", "jwt_file"):
-        if values.get(key):
-            values[key] = ctx.path(values[key])
+        path = values.get(key)
+        if path:
+            values[key] = ctx.path(path)
 
     def one_of(a: str, b: str, required: bool) -> None:
         if values.get(a) and values.get(b):

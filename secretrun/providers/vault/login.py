@@ -61,7 +61,7 @@ class VaultLogin(VaultClient):
                 auth.role, jwt, use_token=False, path=auth.mount), what, login=True)
         granted = body.get("auth") if isinstance(body, Mapping) else None
         token = (granted or {}).get("client_token")
-        if not token:
+        if granted is None or not token:
             raise Denied(f"{what}: the server answered without a token ({self.describe()})")
         self._client.adapter.token = token
         self._own_token = True

@@ -39,7 +39,7 @@ class VaultMounts(VaultClient):
         with self._mount_lock:
             pending = self._mount_calls.get(key)
             leader = pending is None
-            if leader:
+            if pending is None:
                 pending = self._mount_calls[key] = Future()
         if not leader:
             try:

@@ -5,7 +5,7 @@ and the environment (``config``)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 from ...errors import ProviderError
 from ..base import OptionReader, ProviderContext
@@ -52,9 +52,9 @@ class VaultProvider(VaultKv, VaultLeases):
             if path and not os.path.exists(path):
                 opts.error(f"'{what}' {path} does not exist")
 
-        timeout = ctx.timeout
+        timeout: Optional[float] = ctx.timeout
         if isinstance(options.get("timeout"), str):
-            timeout = _seconds(opts.str("timeout"), opts, "timeout", timeout)
+            timeout = _seconds(opts.str("timeout"), opts, "timeout", ctx.timeout)
         else:
             timeout = opts.number("timeout", timeout)
         if timeout is None or timeout <= 0:
