@@ -118,8 +118,8 @@ def test_the_session_asks_capabilities_before_it_calls_a_verb(manifest, tmp_path
     (tmp_path / ".env").write_text("A=one\n")
     path = manifest('version = 1\n[providers.local]\ntype = "dotenv"\n[providers.p]\ntype = "dotenv"\n'
                     '[providers.q]\ntype = "dotenv"\n[env]\nA = "${local:A}"\nP = "${p:x}"\nQ = "${q:y}"\n')
-    loaded, extras = load_manifest(str(path))
-    session = Session(loaded, extras, {})
+    loaded = load_manifest(str(path))
+    session = Session(loaded, {})
     session.provider("local")
     plain, probing = Counting(session.providers["local"].ctx), Probing(session.providers["local"].ctx)
     session.providers.update(p=plain, q=probing)
