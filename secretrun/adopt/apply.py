@@ -32,13 +32,10 @@ def push(session, values: Mapping[str, str], dry_run: bool = False, overwrite: b
     rows: List[Row] = []
     for target in wanted:
         provider = providers[target.provider]
-        try:
-            provider.check(target.sid)
-            now = current(provider, target.sid)
-            value, actions = desired(target, now, values, provider)
-        except ProviderError as exc:
-            problems.append(_problem(exc, target))
+        planned = _plan_one(provider, target, values, problems)
+        if planned is None:
             continue
+        now, value, actions = planned
         plans.append((target, provider, now, value, actions))
         for name, _ in target.uses:
             if name in actions:
@@ -114,14 +111,10 @@ def rotate(session, names: List[str], length: Optional[int] = None, alphabet: Op
         provider = providers[target.provider]
         new = {name: value_for(manifest.env[name], length, alphabet) for name, _ in target.uses}
         session.log.redact.add(new.values())
-        try:
-            provider.check(target.sid)
-            now = current(provider, target.sid)
-            value, _ = desired(target, now, new, provider)
-        except ProviderError as exc:
-            problems.append(_problem(exc, target))
+        planned = _plan_one(provider, target, new, problems)
+        if planned is None:
             continue
-        plans.append((target, provider, now, value))
+        plans.append((target, provider, planned[0], planned[1]))
     _raise(problems, "rotate failed, nothing written")
     rows, entries = [], []
     try:
@@ -162,3 +155,17 @@ def source_values(dotenv: Optional[str], environ: Optional[Mapping[str, str]], n
     else:
         raw = dict(environ or {})
     return {name: value for name in names if (value := raw.get(name)) is not None}
+
+
+def _plan_one(provider, target, values, problems: list):
+    """What one target holds now and what it should hold (``current``,
+    ``desired``), or None with its problem recorded: push and rotate plan
+    every target before writing any."""
+    try:
+        provider.check(target.sid)
+        now = current(provider, target.sid)
+        value, actions = desired(target, now, values, provider)
+    except ProviderError as exc:
+        problems.append(_problem(exc, target))
+        return None
+    return now, value, actions
