@@ -248,6 +248,23 @@ def provider_bug(name: str, error: BaseException) -> ProviderError:
     return ProviderError(f"provider '{name}' failed unexpectedly ({why})")
 
 
+def in_words(error: BaseException) -> str:
+    """What went wrong, for a message: an operating system error by its
+    reason, a few common kinds by name in words, never the exception's class
+    or its message (which may quote what was being read)."""
+    if isinstance(error, UnicodeDecodeError):
+        return "not valid UTF-8"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, ConnectionError):
+        return "the connection failed"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if isinstance(error, ValueError):
+        return "malformed content"
+    return "an unexpected error"
+
+
 def did_you_mean(word: object, choices) -> str:
     """``"; did you mean 'poll_interval'?"`` for a near miss, else "": a typo
     in a key or a type is told what it was probably meant to be."""

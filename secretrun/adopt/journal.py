@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..errors import Kind, Problem, ProblemReport, ProviderError
+from ..errors import Kind, Problem, ProblemReport, ProviderError, in_words
 from ..manifest import Manifest
 from ..providers.base import Secret, SecretId
 from .plan import Row, Target, _call, _problem, _raise, targets
@@ -34,7 +34,7 @@ def read_journal(path: str) -> Dict[str, Any]:
     except FileNotFoundError:
         return {"version": 1, "records": []}
     except (OSError, ValueError) as exc:
-        raise ProblemReport([Problem(Kind.MANIFEST, f"the journal cannot be read ({type(exc).__name__})",
+        raise ProblemReport([Problem(Kind.MANIFEST, f"the journal cannot be read ({in_words(exc)})",
                                      location=path)], title="journal unreadable") from None
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         raise ProblemReport([Problem(Kind.MANIFEST, "the journal is not a secretrun journal", location=path)],

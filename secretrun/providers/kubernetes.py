@@ -44,6 +44,7 @@ from ..errors import (
     ProviderConfigError,
     ProviderError,
     Unavailable,
+    in_words,
 )
 from .base import (
     OptionReader,
@@ -239,10 +240,10 @@ def transport_error(exc: BaseException, what: str, server: str) -> ProviderError
     if isinstance(exc, httpx.TimeoutException):
         return Unavailable(f"{what}: {server} did not answer in time")
     if isinstance(exc, httpx.TransportError):
-        return Unavailable(f"{what}: could not connect to {server} ({type(exc).__name__})")
+        return Unavailable(f"{what}: could not connect to {server} ({in_words(exc)})")
     if isinstance(exc, (OSError, ValueError)):
-        return Unavailable(f"{what}: the request to {server} failed ({type(exc).__name__})")
-    return ProviderError(f"{what}: the request to {server} failed unexpectedly ({type(exc).__name__})")
+        return Unavailable(f"{what}: the request to {server} failed ({in_words(exc)})")
+    return ProviderError(f"{what}: the request to {server} failed unexpectedly ({in_words(exc)})")
 
 
 def _timeout(opts: OptionReader, default: float) -> float:
@@ -350,7 +351,7 @@ def _kubeconfig(ctx: ProviderContext, path: Optional[str], context: Optional[str
                                   f"that is not defined ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - a malformed file: YAML or structure
         raise ProviderConfigError(f"{where}: kubeconfig {path} cannot be read "
-                                  f"({type(exc).__name__})") from None
+                                  f"({in_words(exc)})") from None
     user = config.user
     if user is None:
         user = User()
@@ -391,4 +392,4 @@ def _client(ctx: ProviderContext, login: Login, timeout: float) -> httpx.Client:
     except (OSError, ssl.SSLError, ValueError) as exc:
         # An unreadable CA or client certificate; named, never echoed (a key is in there).
         raise ProviderConfigError(f"{where}: the CA or client certificate of {login.server} cannot be "
-                                  f"loaded ({type(exc).__name__})") from None
+                                  f"loaded ({in_words(exc)})") from None

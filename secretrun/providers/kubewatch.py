@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import httpx2 as httpx
 
-from ..errors import Denied, NotFound, ProviderError, Unavailable
+from ..errors import Denied, NotFound, ProviderError, Unavailable, in_words
 from .base import SecretId
 from .capabilities import ChangeSink
 from .kubernetes import (
@@ -117,7 +117,7 @@ class NamespaceWatch:
                 if self.stop.is_set():
                     return
                 self._failed(Unavailable(f"the watch of {self.api.resource} in namespace {self.namespace} "
-                                         f"failed ({type(exc).__name__})"))
+                                         f"failed ({in_words(exc)})"))
 
     def interrupt(self) -> None:
         """End a read blocked on the stream, from another thread: closing the

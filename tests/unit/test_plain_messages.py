@@ -64,3 +64,19 @@ def test_aws_sdk_failures_are_told_in_words():
         text = str(translate(exc, "${aws:db}", "AWS Secrets Manager"))
         assert words in text, text
         assert type(exc).__name__ not in text and "Error" not in text, text
+
+
+@pytest.mark.parametrize("error,words", [
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "not valid UTF-8"),
+    (FileNotFoundError(2, "No such file or directory"), "No such file or directory"),
+    (ConnectionResetError(104, "Connection reset by peer"), "the connection failed"),
+    (TimeoutError(), "timed out"),
+    (ValueError(CANARY), "malformed content"),
+    (KeyError(CANARY), "an unexpected error"),
+])
+def test_an_error_is_said_in_words_never_by_its_class_or_message(error, words):
+    from secretrun.errors import in_words
+
+    said = in_words(error)
+    assert said == words and type(error).__name__ not in said
+    assert_no_canary(said)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from ... import logs
-from ...errors import Denied, ProviderError, Unavailable
+from ...errors import Denied, ProviderError, Unavailable, in_words
 from .client import VaultClient
 from .config import _env
 from .errors import _copy
@@ -155,7 +155,7 @@ def _read_secret_file(path: Optional[str], what: str) -> str:
     except PermissionError:
         raise Denied(f"{what} {path} is not readable (permission denied)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise Denied(f"{what} {path} cannot be read ({type(exc).__name__})") from None
+        raise Denied(f"{what} {path} cannot be read ({in_words(exc)})") from None
     if not text:
         raise Denied(f"{what} {path} is empty")
     return text
