@@ -17,13 +17,11 @@ reached either way fails the polls, which is the outage ``max_stale`` counts.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .errors import ProviderError
-from .providers.base import Provider, Secret, SecretId
+from .fetch import Outcome
+from .providers.base import Provider, SecretId
 from .providers.capabilities import offers
-
-Outcome = Union[Secret, ProviderError]
 
 #: ``ChangeFeed.take``'s answer for an id whose stream holds and has
 #: nothing new: keep the value you have, ask nobody.

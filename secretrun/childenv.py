@@ -187,8 +187,6 @@ def build(manifest: Manifest, snapshot: Mapping[SecretId, Any],
 
     fallback: Optional[Dict[str, Optional[str]]] = None
     fallback_error: Optional[str] = None
-    if settings.fallback and settings.strict:
-        log.info(f"settings.fallback ({settings.fallback}) is off: strict = true")
     if settings.fallback and not settings.strict:
         from .providers.dotenv import read_dotenv
 
@@ -350,22 +348,27 @@ def build(manifest: Manifest, snapshot: Mapping[SecretId, Any],
                     tuple(warnings))
 
 
+def value_bytes(value: Union[str, bytes]) -> bytes:
+    """A variable's value as bytes, for comparing (``unique``, ``--distinct-from``)."""
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+
+
 def _unique_problems(manifest: Manifest, env: Mapping[str, str], files: Mapping[str, bytes],
                      sources: Mapping[str, str]) -> List[Problem]:
     """``unique = true`` variables whose values are equal, each pair named
     once. Compared in constant time, straight from the environment being
     built: no copy of a value outlives the comparison."""
-    import hmac
-
     names = [v.name for v in manifest.env.values() if v.unique and (v.name in env or v.name in files)]
+    if len(names) < 2:
+        return []
+    import hmac  # only here: it loads OpenSSL, which the exec path does not need otherwise
+
     problems = []
     for i, first in enumerate(names):
         for second in names[i + 1:]:
             a = env[first] if first in env else files[first]      # each name is in one of them
             b = env[second] if second in env else files[second]
-            same = hmac.compare_digest(a if isinstance(a, bytes) else a.encode("utf-8", "surrogatepass"),
-                                       b if isinstance(b, bytes) else b.encode("utf-8", "surrogatepass"))
-            if same:
+            if hmac.compare_digest(value_bytes(a), value_bytes(b)):
                 problems.append(Problem(Kind.INVALID, f"has the same value as {second}; variables with "
                                         "unique = true must all differ", variable=first,
                                         reference=sources.get(first)))

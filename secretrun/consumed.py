@@ -22,17 +22,13 @@ class ConsumedCredentials:
 
     providers: Dict[str, Any]
     manifest: Any
-    _option_env: List[str]
     _consumed_by: Dict[str, str]
 
     def consumed_env(self) -> Tuple[str, ...]:
         """Variables of our environment the stores read for their own login
         (VAULT_TOKEN, ``${env:X}`` in provider options...): kept from the
         child unless the manifest sets them."""
-        consumed: List[str] = list(self._option_env)
-        for provider in self.providers.values():
-            consumed += provider.consumed_env()
-        return tuple(dict.fromkeys(consumed))
+        return tuple(self.consumed_by())
 
     def env_prefixes(self) -> Dict[str, str]:
         """Each env-type provider (the built-in ``env`` included) and its prefix."""

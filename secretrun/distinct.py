@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 from typing import Dict, List, Mapping, Optional, Union
 
+from .childenv import value_bytes
 from .errors import Kind, Problem
 
 
@@ -29,8 +30,7 @@ class Digests:
             value: Union[str, bytes, None] = files.get(name, env.get(name))
             if value is None:
                 continue
-            data = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
-            self.digests[name] = hmac.new(key, data, "sha256").digest()
+            self.digests[name] = hmac.new(key, value_bytes(value), "sha256").digest()
 
 
 def same_values(first: Digests, second: Digests) -> List[Problem]:

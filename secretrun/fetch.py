@@ -59,7 +59,7 @@ def _with_retries(call: Callable[[], Any], retries: int, sleep: Callable[[float]
         try:
             return call()
         except ProviderError as exc:   # the error says whether asking again can help
-            if attempt >= retries or not exc.retryable or (not throttled and isinstance(exc, Throttled)):
+            if attempt >= retries or not _again(exc, throttled):
                 raise
             sleep(_pause(attempt, exc))
             attempt += 1

@@ -26,7 +26,7 @@ depend on the core that calls it. See ``providers.vault.client``.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set
+from typing import Any, Callable, Dict, Mapping, Optional, Set
 
 from .errors import ProviderError
 from .providers.base import Lease, Provider, Secret, SecretId
@@ -91,6 +91,3 @@ class LeaseBook:
                 provider.revoke(record.lease)
             except ProviderError as exc:
                 warn(exc, sid)
-
-    def leased(self) -> List[SecretId]:
-        return list(self._records)

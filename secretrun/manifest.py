@@ -17,7 +17,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import Kind, ManifestError, Problem, did_you_mean
-from .manifest_check import (  # noqa: F401 - used_providers, provider_option_problems: re-exported
+from .manifest_check import (
     _check_provider_options,
     _check_references,
     _Checker,
@@ -25,8 +25,6 @@ from .manifest_check import (  # noqa: F401 - used_providers, provider_option_pr
     _imports,
     _providers,
     _settings,
-    provider_option_problems,
-    used_providers,
 )
 from .manifest_records import (  # noqa: F401 - re-exported: the records are this module's public API
     ON_CHANGE,

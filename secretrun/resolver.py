@@ -66,12 +66,14 @@ class Session(ConsumedCredentials):
         # variable name in ``ChildEnv.files`` (no ``paths``) instead of being written out.
         self.deliver_files = deliver_files
         self.log = log or logs.get()
+        if self.settings.fallback and self.settings.strict:
+            # Said once, not at every poll's rebuild.
+            self.log.info(f"settings.fallback ({self.settings.fallback}) is off: strict = true")
         self.providers: Dict[str, Provider] = {}
         self.provider_problems: Dict[str, Problem] = {}
         self.snapshot: Snapshot = {}
         self.rendered: Optional[ChildEnv] = None
         self._delivery: Any = None
-        self._option_env: List[str] = []
         self._warned: set = set()
         self._consumed_by: Dict[str, str] = {}   # variable -> what read it, for ``check``
         self._leases: Optional["LeaseBook"] = None   # made at the first leased secret
@@ -135,7 +137,6 @@ class Session(ConsumedCredentials):
                 # login is not the child's business (unless [env] sets it):
                 # the exact variable read, whatever the env provider's name or prefix.
                 variable = getattr(dep, "prefix", "") + ref.path
-                self._option_env.append(variable)
                 self._consumed_by.setdefault(variable, f"providers.{name}.{'.'.join(path)}")
             deps[ref.provider] = dep
         snap = fetch_all(deps, [r.secret_id for r in refs(tpl)], self.settings.retries)

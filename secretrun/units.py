@@ -15,7 +15,6 @@ from typing import Any, Optional
 
 _DURATION = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"   # compiled on first use: most manifests use defaults
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-EXAMPLES = '"250ms", "30s", "5m", "1h30m", "90d"'
 
 
 def parse_duration(value: Any) -> Optional[float]:
