@@ -130,15 +130,9 @@ def is_pid1() -> bool:
 def become_subreaper() -> bool:
     """Ask Linux to re-parent our orphaned descendants to us, so that we
     reap them as PID 1 would. False where unsupported."""
-    try:
-        import ctypes
+    from .hardening import prctl
 
-        # The running program's own symbols include libc's prctl; no
-        # find_library (which runs ldconfig in a subprocess).
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (ImportError, OSError, AttributeError):
-        return False
+    return prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
 
 
 # --- reaping -----------------------------------------------------------------

@@ -23,10 +23,6 @@ from . import redact
 # "notice": a normal event worth seeing at the default level (a restart, a
 # reload); shown and hidden with "warning".
 LEVELS = {"debug": 10, "info": 20, "notice": 30, "warning": 30, "error": 40}
-MASK = redact.MASK
-MIN_MASKED = redact.MIN_LENGTH
-# The log's redactor is the one engine (redact.py) that mask_output uses.
-Redactor = redact.Secrets
 
 
 class Logger:
@@ -34,7 +30,7 @@ class Logger:
         self.level = LEVELS.get(level, 30)
         self.fmt = fmt
         self.stream = stream
-        self.redact = Redactor()
+        self.redact = redact.Secrets()   # the one engine (redact.py) that mask_output uses too
         self._lock = _thread.allocate_lock()
         # The keys given to warning_once (a file's path): a file re-read at
         # every poll, or by two providers, is warned about once a process.

@@ -256,8 +256,6 @@ class Secrets:
             if found:
                 self._groups = self._groups + [Group(found)]
             self._compiled = self._compiled | fresh
-            if not wanted:
-                self._groups, self._compiled = [], set()
             self._heads = set().union(*(g.heads for g in self._groups))
             return self._groups
 

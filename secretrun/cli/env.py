@@ -55,7 +55,7 @@ def env(manifest, profile, extra_env, log_level, log_format, fmt, reveal) -> Non
     name only."""
     import shlex
 
-    from ..logs import MASK
+    from ..redact import MASK
 
     opts = _options(manifest, profile, extra_env, log_level, log_format)
     session = open_session(opts, deliver_files=False)

@@ -40,8 +40,9 @@ class Loop(State):
             deadlines.append(self.killed_at + _KILL_GRACE)
         if self.reaper.pending_foreign():
             deadlines.append(now + 0.1)
-        if self.overlap is not None and self.overlap.deadline() is not None:
-            deadlines.append(self.overlap.deadline())
+        overlap_at = self.overlap.deadline() if self.overlap is not None else None
+        if overlap_at is not None:
+            deadlines.append(overlap_at)
         timeout = max(0.0, min(deadlines) - now)
         for key, _ in self.selector.select(timeout):
             key.data()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 
+from ..errors import describe
 from ..process import check_env_size
 from .state import State
 
@@ -81,7 +82,7 @@ class Polling(State):
         self._poll_outcome = None
         if keepalive_error is not None and not self._keepalive_failing:
             self.log.warning("could not renew the login token or leases; retrying at the next poll",
-                             error=_safe_error(keepalive_error))
+                             error=describe(keepalive_error))
         elif keepalive_error is None and self._keepalive_failing:
             self.log.info("token and lease renewal works again")
         self._keepalive_failing = keepalive_error is not None
@@ -109,7 +110,7 @@ class Polling(State):
         try:
             self.poller.set_expiry(self.session.next_expiry())
         except Exception as exc:  # noqa: BLE001
-            self.log.debug("no lease expiry known", error=_safe_error(exc))
+            self.log.debug("no lease expiry known", error=describe(exc))
 
 
 class PollTimeout(Exception):
@@ -131,11 +132,3 @@ def poll_deadline(settings) -> float:
     request = DEADLINE_FACTOR * float(getattr(settings, "timeout", 10.0))
     return (int(getattr(settings, "retries", 3)) + 1) * (request + BACKOFF_CAP) + request
 
-
-
-def _safe_error(exc: BaseException) -> str:
-    """A provider error's message names what was asked, never a value
-    (errors.ProviderError); anything else is named by its type only."""
-    from ..errors import describe
-
-    return describe(exc)

@@ -17,13 +17,14 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from .. import child
+from ..errors import describe
 from ..mask import Plumbing
 from ..process import check_env_size, require_command
 from ..watch import Poller
 from .health import Health, _notifier
 from .lifecycle import Lifecycle
 from .loop import Loop
-from .poll import Polling, _safe_error, poll_deadline
+from .poll import Polling, poll_deadline
 from .signals import HANDLED, Signals, _noop
 from .terminal import Terminal
 
@@ -186,9 +187,9 @@ class Supervisor(Loop, Lifecycle, Signals, Terminal, Polling, Health):
                 self.session.revoke_leases()
                 self.log.info("revoked the leases")
             except Exception as exc:  # noqa: BLE001 - reported, never fatal at exit
-                self.log.warning("could not revoke the leases", error=_safe_error(exc))
+                self.log.warning("could not revoke the leases", error=describe(exc))
         try:
             self.session.close()
         except Exception as exc:  # noqa: BLE001
-            self.log.debug("closing the session failed", error=_safe_error(exc))
+            self.log.debug("closing the session failed", error=describe(exc))
         self._write_status()
