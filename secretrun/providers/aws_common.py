@@ -282,10 +282,7 @@ _CONFIG_WORDS = (
     (botocore.exceptions.InvalidRegionError, "the region name is not valid"),
     (botocore.exceptions.UnknownEndpointError, "no endpoint is known for this region"),
 )
-_CONFIG = (botocore.exceptions.ProfileNotFound, botocore.exceptions.NoRegionError,
-           botocore.exceptions.InvalidConfigError, botocore.exceptions.ConfigParseError,
-           botocore.exceptions.InvalidRetryConfigurationError, botocore.exceptions.UnknownServiceError,
-           botocore.exceptions.InvalidRegionError, botocore.exceptions.UnknownEndpointError)
+_CONFIG = tuple(types for types, _ in _CONFIG_WORDS)   # ProfileNotFound and NoRegionError are said first
 
 
 def classify(code: str, status: int, message: str = "") -> type:

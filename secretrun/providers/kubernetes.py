@@ -28,7 +28,6 @@ import base64
 import os
 import re
 import ssl
-import threading
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 import httpx2 as httpx
@@ -87,8 +86,6 @@ class KubernetesProvider(Provider):
         super().__init__(ctx)
         self.api = api
         self.namespace = namespace
-        self._watches: list = []
-        self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, ctx: ProviderContext, options: Mapping[str, Any]) -> "KubernetesProvider":
@@ -168,7 +165,7 @@ def to_secret(obj: Mapping[str, Any], resource: str, target: Target) -> Secret:
     """A Secret's or ConfigMap's keys as a mapping: ``data`` base64-decoded
     for a Secret (text when UTF-8, else bytes), ``data`` as is and
     ``binaryData`` decoded for a ConfigMap."""
-    what = _what(resource, target)
+    what = described(resource, target)
     values: Dict[str, Union[str, bytes]] = {}
     encoded = obj.get("data") if resource == "secrets" else obj.get("binaryData")
     plain = obj.get("data") if resource == "configmaps" else None
@@ -192,7 +189,7 @@ def request_json(api: Api, verb: str, namespace: str, name: Optional[str] = None
     """One GET (``get`` an object, ``list`` a collection), as JSON; every
     failure as our error."""
     path = object_path(api.resource, namespace, name)
-    what = _what(api.resource, Target(namespace, name)) if name else f"{api.resource} in namespace {namespace}"
+    what = described(api.resource, Target(namespace, name)) if name else f"{api.resource} in namespace {namespace}"
     try:
         response = api.client.get(path, params=params)
     except Exception as exc:  # noqa: BLE001 - every client error is translated, none escapes
@@ -259,7 +256,7 @@ def _timeout(opts: OptionReader, default: float) -> float:
     return seconds
 
 
-def _what(resource: str, target: Target) -> str:
+def described(resource: str, target: Target) -> str:
     kind = "Secret" if resource == "secrets" else "ConfigMap"
     return f"{kind} {target.namespace}/{target.name}"
 

@@ -35,6 +35,7 @@ from .capabilities import ChangeSink
 from .kubernetes import (
     Api,
     Target,
+    described,
     object_path,
     request_json,
     status_error,
@@ -199,8 +200,7 @@ class NamespaceWatch:
     def _outcomes(self, name: str, obj: Optional[Mapping[str, Any]]) -> Dict[SecretId, Any]:
         target = Target(self.namespace, name)
         if obj is None:
-            kind = "Secret" if self.api.resource == "secrets" else "ConfigMap"
-            outcome: Any = NotFound(f"{kind} {self.namespace}/{name} does not exist in {self.api.server}")
+            outcome: Any = NotFound(f"{described(self.api.resource, target)} does not exist in {self.api.server}")
         else:
             try:
                 outcome = to_secret(obj, self.api.resource, target)

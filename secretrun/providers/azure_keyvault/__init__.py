@@ -35,8 +35,7 @@ credential signs in), ``transport`` (the HTTP session and the Key Vault
 client), ``errors`` (the one place SDK failures become ours).
 """
 
-from .errors import _translate
 from .provider import AzureKeyVaultProvider
 from .transport import _proxies
 
-__all__ = ["AzureKeyVaultProvider", "_proxies", "_translate"]
+__all__ = ["AzureKeyVaultProvider", "_proxies"]

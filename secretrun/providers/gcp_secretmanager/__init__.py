@@ -35,8 +35,6 @@ The parts: ``provider`` (credentials, clients and the verbs), ``names``
 """
 
 from .checksum import crc32c
-from .errors import _translate
-from .names import _Name
 from .provider import GcpSecretManagerProvider
 
-__all__ = ["GcpSecretManagerProvider", "_Name", "_translate", "crc32c"]
+__all__ = ["GcpSecretManagerProvider", "crc32c"]

@@ -33,10 +33,8 @@ error table), ``client`` (the session and the requests), ``mounts``,
 writing), and ``provider``, which puts them together.
 """
 
-from .config import DEFAULT_ADDRESS, K8S_TOKEN_FILE, AuthConfig, _proxies
-from .errors import _from_status, _translate
-from .mounts import Mount
+from .config import K8S_TOKEN_FILE, _proxies
+from .errors import _from_status
 from .provider import VaultProvider
 
-__all__ = ["DEFAULT_ADDRESS", "K8S_TOKEN_FILE", "AuthConfig", "Mount", "VaultProvider", "_from_status", "_proxies",
-           "_translate"]
+__all__ = ["K8S_TOKEN_FILE", "VaultProvider", "_from_status", "_proxies"]
