@@ -48,24 +48,7 @@ def push(session, values: Mapping[str, str], dry_run: bool = False, overwrite: b
                for t, _, _, _, actions in plans for name, act in actions.items() if act == "replace"]
     if refused and not overwrite:
         raise ProblemReport(refused, title="push refused, nothing written")
-    rows, entries = [], []
-    path = journal_path(manifest)
-    try:
-        for target, provider, now, value, actions in plans:
-            if all(a == "unchanged" for a in actions.values()):
-                rows += [Row(n, _ref_text(target, n), "unchanged", now.version if now else None) for n in actions]
-                continue
-            try:
-                version = _call(provider, lambda: provider.write(target.sid, value))
-            except ProviderError as exc:
-                problems.append(_problem(exc, target))
-                break  # stop at the first failed write; what was written is journalled below
-            entries.append(_entry(target, now, version))
-            rows += [Row(n, _ref_text(target, n), actions[n], version) for n in actions]
-    finally:
-        record(path, "push", entries)
-    _raise(problems, "push failed part way (the journal lists what was written)")
-    return rows + absent
+    return _write_all(plans, manifest, "push", problems) + absent
 
 
 def rotate(session, names: List[str], length: Optional[int] = None, alphabet: Optional[str] = None,
@@ -114,22 +97,9 @@ def rotate(session, names: List[str], length: Optional[int] = None, alphabet: Op
         planned = _plan_one(provider, target, new, problems)
         if planned is None:
             continue
-        plans.append((target, provider, planned[0], planned[1]))
+        plans.append((target, provider, planned[0], planned[1], {n: "rotated" for n, _ in target.uses}))
     _raise(problems, "rotate failed, nothing written")
-    rows, entries = [], []
-    try:
-        for target, provider, now, value in plans:
-            try:
-                version = _call(provider, lambda: provider.write(target.sid, value))
-            except ProviderError as exc:
-                problems.append(_problem(exc, target))
-                break
-            entries.append(_entry(target, now, version))
-            rows += [Row(n, _ref_text(target, n), "rotated", version) for n, _ in target.uses]
-    finally:
-        record(journal_path(manifest), "rotate", entries)
-    _raise(problems, "rotate failed part way (the journal lists what was written)")
-    return rows, warnings
+    return _write_all(plans, manifest, "rotate", problems), warnings
 
 
 def parse_age(text: str) -> float:
@@ -169,3 +139,27 @@ def _plan_one(provider, target, values, problems: list):
         problems.append(_problem(exc, target))
         return None
     return now, value, actions
+
+
+def _write_all(plans: list, manifest, command: str, problems: list) -> List[Row]:
+    """Write each planned target in order, stopping at the first failed write,
+    and journal every write made (the journal is what makes rollback safe).
+    A target whose every variable is unchanged is not written."""
+    rows: List[Row] = []
+    entries = []
+    try:
+        for target, provider, now, value, actions in plans:
+            if all(a == "unchanged" for a in actions.values()):
+                rows += [Row(n, _ref_text(target, n), "unchanged", now.version if now else None) for n in actions]
+                continue
+            try:
+                version = _call(provider, lambda: provider.write(target.sid, value))
+            except ProviderError as exc:
+                problems.append(_problem(exc, target))
+                break  # stop at the first failed write; what was written is journalled below
+            entries.append(_entry(target, now, version))
+            rows += [Row(n, _ref_text(target, n), actions[n], version) for n in actions]
+    finally:
+        record(journal_path(manifest), command, entries)
+    _raise(problems, f"{command} failed part way (the journal lists what was written)")
+    return rows

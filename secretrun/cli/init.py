@@ -67,11 +67,9 @@ def _scaffold(manifest: str, names: List[str], provider: str, dotenv_path: Optio
     if dotenv_path and provider != "dotenv":
         lines += ["", "[profiles.development]", "settings." + line("fallback", rel)]
     text = "\n".join(lines) + "\n"
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib  # type: ignore[no-redef]
-    loaded = tomllib.loads(text)
+    from ..manifest import parse_toml
+
+    loaded = parse_toml(text.encode("utf-8"), manifest)
     if loaded.get("env") != env or set(loaded) - {"version", "settings", "providers", "env", "profiles"} \
             or list(loaded.get("providers", {})) != [pname]:
         raise click.ClickException("the starter manifest did not read back as written; not saved")
