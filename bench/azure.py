@@ -15,64 +15,17 @@ fresh provider, "warm" the same provider's second one.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 from azure.keyvault.secrets._shared import http_challenge_cache
 
-from bench.concurrency import arguments, cold_then_warm, interleave, table
-from bench.latency_proxy import LatencyProxy
+from bench.concurrency import _spawn, arguments, cold_then_warm, interleave, proxies, seeded_server, stop, table
 from secretrun.providers.azure_keyvault import AzureKeyVaultProvider
 from secretrun.providers.base import ProviderContext, SecretId
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _spawn(argv: list) -> tuple:
-    """A helper process that prints one JSON line, then serves until its stdin closes."""
-    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    line = proc.stdout.readline()
-    if not line:
-        stop(proc)
-        raise SystemExit(f"{argv[0]} did not start")
-    return proc, json.loads(line)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.stdin.close()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-def proxies(ports: list, rtt: float) -> None:
-    """The network, in its own process: one latency proxy per port. A proxy
-    sharing a process (and its GIL) with the client or the server would add
-    its own scheduling delays to the round trip under concurrency."""
-    running = [LatencyProxy("127.0.0.1", int(port), rtt).__enter__() for port in ports]
-    print(json.dumps([proxy.port for proxy in running]), flush=True)
-    sys.stdin.read()
-    # The loops end with the process: stopping them with connections still
-    # open only makes asyncio print its complaints.
-    os._exit(0)
 
 
 def start_store(values: dict, rtt: float) -> tuple:
     """The fake vault and authority, and the proxies in front of them: two
     processes apart from this one, as the store and the network are."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as seed:
-        json.dump(values, seed)
-    try:
-        fake, info = _spawn(["tests.servers.azure", "--secrets", seed.name])
-    finally:
-        os.unlink(seed.name)
+    fake, info = seeded_server("tests.servers.azure", values)
     authority_port = int(info["authority_host"].rsplit(":", 1)[1])
     net, ports = _spawn(["bench.azure", "--proxies", f"{info['vault_port']},{authority_port}",
                          "--rtt", str(rtt)])

@@ -18,19 +18,13 @@ import json
 import os
 import tempfile
 
-from bench.azure import _spawn, proxies, stop
-from bench.concurrency import arguments, cold_then_warm, interleave, table
+from bench.concurrency import _spawn, arguments, cold_then_warm, interleave, proxies, seeded_server, stop, table
 from secretrun.providers.base import ProviderContext, SecretId
 from secretrun.providers.kubernetes import KubernetesProvider
 
 
 def start_store(values: dict, rtt: float) -> tuple:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as seed:
-        json.dump(values, seed)
-    try:
-        fake, info = _spawn(["tests.servers.kubernetes", "--secrets", seed.name])
-    finally:
-        os.unlink(seed.name)
+    fake, info = seeded_server("tests.servers.kubernetes", values)
     net, ports = _spawn(["bench.kubernetes", "--proxies", str(info["port"]), "--rtt", str(rtt)])
     info["proxied"] = f"https://127.0.0.1:{ports[0]}"
     return (net, fake), info
